@@ -1,0 +1,28 @@
+"""Low-latency explainer inference: one runtime API over TensorRT, ONNX Runtime and torch.
+
+``load_runtime(explainer, backend="auto")`` returns a :class:`~vmask_live.export.runtime.Runtime`,
+a callable ``raw observation batch -> (B, K, H, W)`` maps with the explainer's contract.
+``auto`` picks TensorRT when CUDA and torch-tensorrt are present, else ONNX Runtime (a default
+dependency: the fast path on a laptop CPU), else eager torch. Artifacts are exported on first use
+and cached under ``$VMASK_LIVE_CACHE`` (default ``~/.cache/vmask-live``), keyed by the SHA-256
+of the weights, so a retrained checkpoint never reuses a stale artifact.
+
+Each backend module (``torch_backend``, ``onnx_backend``, ``tensorrt_backend``) has the same
+``available()``, ``export(explainer, path, batch_size, precision, device)`` and
+``load(path, explainer, device)`` functions.
+"""
+
+from __future__ import annotations
+
+from vmask_live.export.runtime import (
+    BACKENDS,
+    BackendUnavailable,
+    Runtime,
+    available_backends,
+    export_explainer,
+    load_runtime,
+    resolve_backend,
+)
+
+__all__ = ["BACKENDS", "BackendUnavailable", "Runtime", "available_backends", "export_explainer",
+           "load_runtime", "resolve_backend"]

@@ -1,0 +1,61 @@
+"""ONNX Runtime inference (CPU, or CUDA when onnxruntime-gpu is installed): the default on CPUs."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+SUFFIX = ".onnx"
+
+
+def available(device: str) -> bool:
+    if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnxscript") is None:
+        return False
+    if device == "cuda":
+        import onnxruntime as ort
+
+        return "CUDAExecutionProvider" in ort.get_available_providers()
+    return True
+
+
+def unavailable_reason(device: str) -> str:
+    if importlib.util.find_spec("onnxruntime") is None:
+        return "onnxruntime is not installed"
+    if importlib.util.find_spec("onnxscript") is None:
+        return "onnxscript (needed by torch.onnx.export) is not installed"
+    return "onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)" if device == "cuda" else ""
+
+
+def export(explainer, path: Path, batch_size: int | None = None, precision: str = "fp32", device: str = "cpu") -> None:
+    """Export with the torch.export-based ONNX exporter; a dynamic batch axis unless ``batch_size``."""
+    import warnings
+
+    net = explainer.net.cpu().eval()
+    c, h, w = explainer.obs_format.chw
+    example = torch.rand(batch_size or 2, c, h, w)
+    dynamic = None if batch_size else {"x": {0: torch.export.Dim("batch", min=1, max=4096)}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (example,), str(path), input_names=["obs"], output_names=["maps"],
+                          dynamic_shapes=dynamic, dynamo=True, verbose=False, external_data=False)
+
+
+def load(path: Path, explainer, device: str = "cpu", compile: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    # Single-frame inference on a small net: more threads than cores only adds contention.
+    opts.intra_op_num_threads = int(os.environ.get("VMASK_LIVE_ORT_THREADS", min(4, os.cpu_count() or 1)))
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+    sess = ort.InferenceSession(str(path), opts, providers=providers)
+    name = sess.get_inputs()[0].name
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return sess.run(None, {name: x})[0]
+
+    return run

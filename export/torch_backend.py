@@ -1,0 +1,30 @@
+"""Eager torch (and ``torch.compile``) inference: the fallback that always works."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+SUFFIX = ""  # runs the checkpoint directly, nothing to export
+
+
+def available(device: str) -> bool:
+    return True
+
+
+def export(explainer, path: Path, batch_size: int | None = None, precision: str = "fp32", device: str = "cpu") -> None:
+    raise ValueError("The torch backend runs the checkpoint itself; there is nothing to export")
+
+
+def load(path: Path | None, explainer, device: str = "cpu", compile: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+    net = explainer.net.to(device).eval()
+    fn = torch.compile(net, mode="reduce-overhead" if device == "cuda" else "default") if compile else net
+
+    @torch.inference_mode()
+    def run(x: np.ndarray) -> np.ndarray:
+        return fn(torch.from_numpy(x).to(device)).float().cpu().numpy()
+
+    return run

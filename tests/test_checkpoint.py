@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from vmask_live.agents import load_agent, save_agent
+from vmask_live.checkpoint import CheckpointError
+from vmask_live.explainer import Explainer, load_explainer
+from vmask_live.testing import tiny_agent, tiny_explainer
+
+
+def test_explainer_round_trip(tmp_path):
+    exp = tiny_explainer()
+    path = exp.save(tmp_path / "e.safetensors", {"metrics": {"accuracy": 1.0}})
+    back = Explainer.load(path)
+    obs = np.random.default_rng(0).integers(0, 256, (3, 84, 84), dtype=np.uint8)
+    np.testing.assert_allclose(exp(obs), back(obs), atol=1e-6)
+    assert back.meta["metrics"] == {"accuracy": 1.0}
+    assert back.weights_hash() == exp.weights_hash()
+    assert back.obs_format == exp.obs_format and back.reference.kind == "black"
+
+
+def test_corrupt_truncated_and_foreign_files(tmp_path):
+    path = tiny_explainer().save(tmp_path / "e.safetensors")
+    data = path.read_bytes()
+    (tmp_path / "trunc.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_explainer(tmp_path / "trunc.safetensors", backend="none")
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_explainer(tmp_path / "junk.safetensors", backend="none")
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "foreign.safetensors"))
+    with pytest.raises(CheckpointError, match="not a vmask-live checkpoint"):
+        load_explainer(tmp_path / "foreign.safetensors", backend="none")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_explainer(tmp_path / "missing.safetensors", backend="none")
+
+
+def test_agent_checkpoint_is_not_an_explainer(tmp_path):
+    agent = tiny_agent()
+    path = save_agent(tmp_path / "a.safetensors", agent, "small_cnn",
+                      {"in_channels": 1, "n_actions": 5, "input_size": [84, 84], "width": 4})
+    with pytest.raises(CheckpointError, match="Expected a vmask-live explainer checkpoint, got a 'agent'"):
+        load_explainer(path, backend="none")
+    back = load_agent(path)
+    x = torch.rand(2, 1, 84, 84)
+    assert torch.allclose(back(x), agent(x))
+
+
+def test_missing_weights_are_reported(tmp_path):
+    exp = tiny_explainer()
+    tensors = exp.tensors()
+    tensors.pop(next(iter(tensors)))
+    from vmask_live.checkpoint import read_checkpoint, save_checkpoint
+
+    _, meta = read_checkpoint(exp.save(tmp_path / "ok.safetensors"), "explainer")
+    save_checkpoint(tmp_path / "bad.safetensors", tensors, meta)
+    with pytest.raises(CheckpointError, match="missing keys"):
+        load_explainer(tmp_path / "bad.safetensors", backend="none")

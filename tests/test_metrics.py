@@ -1,0 +1,76 @@
+import pytest
+import torch
+
+from vmask_live.metrics import insertion_deletion, lle, normalise, pointing_game, relevance_mass, sparseness
+
+
+def test_sparseness_one_hot_and_uniform():
+    n = 100
+    one_hot = torch.zeros(1, 10, 10)
+    one_hot[0, 3, 4] = 1.0
+    assert sparseness(one_hot).item() == pytest.approx(100 * (n - 1) / n, abs=1e-4)
+    assert sparseness(torch.ones(1, 10, 10)).item() == pytest.approx(0.0, abs=1e-6)
+    assert sparseness(torch.zeros(1, 10, 10)).item() == 0.0
+
+
+def test_sparseness_hand_computed():
+    # x sorted = [0, 1, 3]: G = ((2-3-1)*0 + (4-3-1)*1 + (6-3-1)*3) / (3 * 4) = 6 / 12
+    m = torch.tensor([[[3.0, 0.0, 1.0]]])
+    assert sparseness(m).item() == pytest.approx(50.0, abs=1e-4)
+
+
+class _PixelAgent(torch.nn.Module):
+    """Chooses action 0 with probability sigmoid(10 * (pixel(0,0) - 0.5)): only pixel (0, 0) matters."""
+
+    def forward(self, x):
+        v = 10 * (x[:, 0, 0, 0] - 0.5)
+        return torch.stack([v, -v], dim=1) / 2
+
+
+def test_insertion_deletion_of_a_perfect_map():
+    x = torch.ones(1, 1, 5, 5)
+    ref = torch.zeros(1, 1, 5, 5)
+    perfect = torch.zeros(1, 5, 5)
+    perfect[0, 0, 0] = 1.0
+    res = insertion_deletion(_PixelAgent(), x, torch.tensor([0]), perfect, ref, n_steps=25)
+    p_on = torch.sigmoid(torch.tensor(5.0)).item()
+    p_off = torch.sigmoid(torch.tensor(-5.0)).item()
+    # one pixel = 1/25 of the image: the key pixel is in from t = 1/25 on (insertion), out from 1/25 (deletion)
+    dt = 1 / 25
+    ins = (dt * (p_off + p_on) / 2 + (1 - dt) * p_on) * 100
+    dele = (dt * (p_on + p_off) / 2 + (1 - dt) * p_off) * 100
+    assert res["insertion"].item() == pytest.approx(ins, abs=1e-3)
+    assert res["deletion"].item() == pytest.approx(dele, abs=1e-3)
+    worst = torch.ones(1, 5, 5)
+    worst[0, 0, 0] = 0.0  # the key pixel ranked last
+    bad = insertion_deletion(_PixelAgent(), x, torch.tensor([0]), worst, ref, n_steps=25)
+    assert bad["insertion"].item() < res["insertion"].item()
+    assert bad["deletion"].item() > res["deletion"].item()
+
+
+def test_lle_of_constant_and_identity_explanations():
+    x = torch.rand(2, 1, 6, 6)
+    a = torch.tensor([0, 1])
+    const = lle(lambda s, _a: torch.ones(s.shape[0], 6, 6), x, a)
+    assert torch.allclose(const, torch.zeros(2))
+    ident = lle(lambda s, _a: s[:, 0], torch.full((2, 1, 6, 6), 0.5), a)
+    assert torch.allclose(ident, torch.ones(2), atol=1e-5)  # no clipping at 0.5 ± 0.05: ratio exactly 1
+
+
+def test_relevance_mass_and_pointing_game():
+    m = torch.zeros(1, 4, 4)
+    m[0, 0, 0], m[0, 3, 3] = 3.0, 1.0
+    rel = torch.zeros(1, 4, 4, dtype=torch.bool)
+    rel[0, 0, 0] = True
+    assert relevance_mass(m, rel).item() == pytest.approx(100.0 * 1.0 / (1.0 + 1 / 3), abs=1e-4)
+    assert pointing_game(m, rel).item() is True
+    rel2 = torch.zeros_like(rel)
+    rel2[0, 3, 3] = True
+    assert pointing_game(m, rel2).item() is False
+
+
+def test_normalise_only_out_of_range_maps():
+    inside = torch.rand(2, 3, 3)
+    assert normalise(inside) is inside
+    out = normalise(torch.tensor([[[-2.0, 0.0], [2.0, 2.0]]]))
+    assert out.min().item() == 0.0 and out.max().item() == 1.0

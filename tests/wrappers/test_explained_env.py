@@ -1,0 +1,150 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import vmask_live as vm
+from vmask_live.observations import ObservationError
+from vmask_live.testing import tiny_agent, tiny_explainer
+
+
+def _env(**kw):
+    return vm.ExplainedEnv(vm.make_env("Beacon", render_mode="rgb_array"), tiny_explainer(), **kw)
+
+
+def test_check_env_passes_on_wrapped_env():
+    check_env(_env(agent=tiny_agent()), skip_render_check=False)
+
+
+def test_info_shapes_and_ranges():
+    env = _env(agent=tiny_agent())
+    obs, info = env.reset(seed=0)
+    for _ in range(3):
+        sal = info["saliency"]
+        assert sal.shape == (5, 84, 84) and sal.dtype == np.float32
+        assert 0.0 <= sal.min() and sal.max() <= 1.0
+        assert info["action_probs"].shape == (5,) and info["action_probs"].dtype == np.float32
+        assert info["action_probs"].sum() == pytest.approx(1.0, abs=1e-5)
+        assert info["saliency_action"] == int(np.argmax(info["action_probs"]))
+        assert "relevant_mask" in info  # the base env's keys pass through
+        obs, _, _, _, info = env.step(env.action_space.sample())
+
+
+def test_pass_through_is_exact():
+    plain = vm.make_env("Beacon")
+    wrapped = _env()
+    assert wrapped.observation_space == plain.observation_space and wrapped.action_space == plain.action_space
+    o1, _ = plain.reset(seed=7)
+    o2, _ = wrapped.reset(seed=7)
+    np.testing.assert_array_equal(o1, o2)
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        a = int(rng.integers(5))
+        r1 = plain.step(a)
+        r2 = wrapped.step(a)
+        np.testing.assert_array_equal(r1[0], r2[0])
+        assert r1[1:4] == r2[1:4]
+
+
+class SquareExplainer:
+    """A fake explainer with known maps: 1 inside a square, 0 elsewhere."""
+
+    def __init__(self):
+        from vmask_live.overlay import Reference
+        from vmask_live.testing import BEACON_FORMAT
+
+        self.obs_format, self.n_actions, self.reference = BEACON_FORMAT, 5, Reference("black")
+        self.action_names = ["NOOP", "UP", "RIGHT", "LEFT", "DOWN"]
+
+    def __call__(self, obs):
+        maps = np.zeros((obs.shape[0], 5, 84, 84), np.float32)
+        maps[:, :, 20:40, 30:60] = 1.0
+        return maps
+
+
+def test_render_draws_the_overlay_where_saliency_is_high():
+    env = vm.ExplainedEnv(vm.make_env("Beacon", render_mode="rgb_array"), SquareExplainer())
+    env.reset(seed=0)
+    raw, shown = env.env.render(), env.render()
+    assert shown.shape == raw.shape == (336, 336, 3)
+    diff = np.abs(shown.astype(int) - raw.astype(int)).sum(-1)
+    assert diff[4 * 22 : 4 * 38, 4 * 32 : 4 * 58].min() > 30  # inside the square (x4 render scale)
+    assert diff[:60].max() == 0 and diff[170:].max() == 0  # zero saliency leaves pixels untouched
+
+
+def test_frame_stack_composition_and_mismatch_errors():
+    stacked = gym.wrappers.FrameStackObservation(vm.make_env("Beacon"), 4)
+    from vmask_live.observations import ObsFormat
+
+    fmt = ObsFormat((4, 84, 84), "chw")
+    env = vm.ExplainedEnv(stacked, tiny_explainer(obs_format=fmt))
+    obs, info = env.reset(seed=0)
+    assert obs.shape == (4, 84, 84) and info["saliency"].shape == (5, 84, 84)
+    with pytest.raises(ObservationError, match=r"explainer expects observations of shape \(84, 84\).*\(4, 84, 84\)"):
+        vm.ExplainedEnv(stacked, tiny_explainer())
+
+
+def test_bad_inputs_get_one_line_errors():
+    with pytest.raises(ObservationError, match="K=9 maps but the env has 5 actions"):
+        vm.ExplainedEnv(vm.make_env("Beacon"), tiny_explainer(n_actions=9))
+    with pytest.raises(ObservationError, match="pixel observation space"):
+        vm.ExplainedEnv(gym.make("CartPole-v1"), tiny_explainer())
+    with pytest.raises(ObservationError, match="agent has 9 actions"):
+        vm.ExplainedEnv(vm.make_env("Beacon"), tiny_explainer(), agent=tiny_agent(n_actions=9))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        vm.ExplainedEnv(vm.make_env("Beacon"), "nope.safetensors")
+
+
+def test_existing_info_key_is_not_overwritten():
+    env = vm.ExplainedEnv(_env(), tiny_explainer())
+    with pytest.raises(KeyError, match="already has a 'saliency' entry"):
+        env.reset(seed=0)
+    env2 = vm.ExplainedEnv(_env(), tiny_explainer(), saliency_key="saliency2")
+    _, info = env2.reset(seed=0)
+    assert "saliency" in info and "saliency2" in info
+
+
+def test_record_video_on_top_shows_the_overlay(tmp_path):
+    import cv2
+
+    env = gym.wrappers.RecordVideo(_env(panel=True), str(tmp_path), episode_trigger=lambda e: True,
+                                   disable_logger=True)
+    env.reset(seed=0)
+    for _ in range(10):
+        env.step(env.action_space.sample())
+    env.close()
+    videos = list(tmp_path.glob("*.mp4"))
+    assert videos, "RecordVideo wrote no video"
+    cap = cv2.VideoCapture(str(videos[0]))
+    ok, frame = cap.read()
+    assert ok and frame.shape[1] > 336  # the panel is part of the rendered frame
+
+
+def test_vector_env_batches_all_sub_envs():
+    calls = []
+    exp = tiny_explainer()
+    orig = exp.__class__.__call__
+
+    class Counting(exp.__class__):
+        def __call__(self, obs):
+            calls.append(obs.shape[0])
+            return orig(self, obs)
+
+    exp.__class__ = Counting
+    venv = gym.vector.SyncVectorEnv([lambda: vm.make_env("Beacon") for _ in range(4)])
+    env = vm.ExplainedVectorEnv(venv, exp, agent=tiny_agent())
+    _, infos = env.reset(seed=0)
+    _, _, _, _, infos = env.step(np.zeros(4, dtype=np.int64))
+    assert infos["saliency"].shape == (4, 5, 84, 84) and infos["_saliency"].all()
+    assert infos["action_probs"].shape == (4, 5) and infos["saliency_action"].shape == (4,)
+    assert calls == [4, 4]  # one batched explainer call per vector step
+
+
+def test_sb3_vec_env_wrapper():
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    venv = DummyVecEnv([lambda: vm.make_env("Beacon") for _ in range(2)])
+    env = vm.wrappers.ExplainedVecEnv(venv, tiny_explainer(), agent=tiny_agent())
+    env.reset()
+    _, _, _, infos = env.step(np.zeros(2, dtype=np.int64))
+    assert infos[0]["saliency"].shape == (5, 84, 84) and "action_probs" in infos[1]

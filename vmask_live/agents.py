@@ -1,0 +1,283 @@
+"""Agent adapters: one interface, "model-space observation batch -> action logits".
+
+VisionMask back-propagates through the frozen agent, so every adapter is a differentiable
+``torch.nn.Module`` whose ``forward`` takes float ``(B, C, H, W)`` in [0, 1] (see
+:mod:`vmask_live.observations`) and returns ``(B, K)`` logits (policy logits for PPO/A2C,
+Q-values for DQN). Adapters exist for Stable-Baselines3 models, for any ``torch.nn.Module``, and
+for our own agent checkpoints (safetensors + JSON; never unpickled).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from vmask_live.checkpoint import CheckpointError, load_state, read_checkpoint, save_checkpoint
+from vmask_live.observations import ObsFormat
+
+__all__ = ["Agent", "TorchAgent", "SB3Agent", "NatureCNN", "SmallCNN", "KeypointCNN", "load_agent", "save_agent"]
+
+
+class Agent(nn.Module):
+    """Base adapter. Subclasses implement :meth:`forward` on model-space tensors.
+
+    Attributes:
+        obs_format: the raw observation format the agent was trained on.
+        n_actions: K.
+        action_names: a name per action (for panels and reports).
+    """
+
+    def __init__(self, obs_format: ObsFormat, n_actions: int, action_names: Sequence[str] | None = None) -> None:
+        super().__init__()
+        self.obs_format = obs_format
+        self.n_actions = int(n_actions)
+        self.action_names = list(action_names) if action_names else [str(i) for i in range(n_actions)]
+        if len(self.action_names) != self.n_actions:
+            raise ValueError(f"Expected {n_actions} action names, got {len(self.action_names)}")
+
+    @property
+    def device(self) -> torch.device:
+        p = next(self.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    def freeze(self) -> Agent:
+        """Eval mode and no parameter gradients (gradients still flow to the inputs)."""
+        self.eval()
+        for p in self.parameters():
+            p.requires_grad_(False)
+        return self
+
+    @torch.inference_mode()
+    def act(self, obs: np.ndarray, deterministic: bool = True, rng: np.random.Generator | None = None
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Raw observation batch -> (actions, probabilities, logits) as numpy arrays."""
+        logits = self(self.obs_format.to_model(obs, self.device)).float()
+        probs = torch.softmax(logits, dim=1).cpu().numpy()
+        if deterministic:
+            actions = probs.argmax(axis=1)
+        else:
+            rng = rng or np.random.default_rng()
+            u = rng.random((probs.shape[0], 1))
+            actions = np.minimum((probs.cumsum(axis=1) < u).sum(axis=1), self.n_actions - 1)
+        return actions.astype(np.int64), probs.astype(np.float32), logits.cpu().numpy()
+
+
+class TorchAgent(Agent):
+    """Any ``torch.nn.Module`` mapping observations to logits.
+
+    Args:
+        module: the network.
+        obs_format: raw observation format (``ObsFormat.from_space(env.observation_space)``).
+        n_actions: K.
+        input_scale: the module receives ``x * input_scale`` (255 if it expects raw pixel values).
+    """
+
+    def __init__(self, module: nn.Module, obs_format: ObsFormat, n_actions: int, input_scale: float = 1.0,
+                 action_names: Sequence[str] | None = None) -> None:
+        super().__init__(obs_format, n_actions, action_names)
+        self.module = module
+        self.input_scale = float(input_scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x * self.input_scale if self.input_scale != 1.0 else x)
+
+
+class SB3Agent(Agent):
+    """A Stable-Baselines3 model: policy logits (PPO/A2C) or Q-values (DQN)."""
+
+    def __init__(self, model: Any, action_names: Sequence[str] | None = None) -> None:
+        import gymnasium as gym
+
+        space = model.observation_space  # SB3 stores the channel-first (transposed) image space
+        if not isinstance(model.action_space, gym.spaces.Discrete):
+            raise ValueError(f"Expected a discrete action space, got {model.action_space}")
+        super().__init__(ObsFormat.from_space(space), int(model.action_space.n), action_names)
+        self.policy = model.policy
+        self.is_q = hasattr(self.policy, "q_net")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        obs = x * self.obs_format.scale  # SB3's preprocess_obs divides image spaces by 255 itself
+        if self.is_q:
+            return self.policy.q_net(obs)
+        return self.policy.get_distribution(obs).distribution.logits
+
+
+class NatureCNN(nn.Module):
+    """The DQN-Nature / SB3 ``CnnPolicy`` torso with a linear action head (weights import from SB3)."""
+
+    def __init__(self, in_channels: int, n_actions: int, input_size: Sequence[int] = (84, 84), features: int = 512) -> None:
+        super().__init__()
+        self.cnn = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 8, stride=4), nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            n_flat = self.cnn(torch.zeros(1, in_channels, *input_size)).shape[1]
+        self.linear = nn.Sequential(nn.Linear(n_flat, features), nn.ReLU())
+        self.action_net = nn.Linear(features, n_actions)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.action_net(self.linear(self.cnn(x)))
+
+
+class SmallCNN(nn.Module):
+    """A small CNN for behaviour cloning on the ground-truth env (trains in seconds on a CPU)."""
+
+    def __init__(self, in_channels: int, n_actions: int, input_size: Sequence[int] = (84, 84), width: int = 16) -> None:
+        super().__init__()
+        self.cnn = nn.Sequential(
+            nn.Conv2d(in_channels, width, 5, stride=2, padding=2), nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            n_flat = self.cnn(torch.zeros(1, in_channels, *input_size)).shape[1]
+        self.head = nn.Sequential(nn.Linear(n_flat, 128), nn.ReLU(), nn.Linear(128, n_actions))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.cnn(x))
+
+
+class KeypointCNN(nn.Module):
+    """A CNN with a spatial-softmax keypoint layer (Levine et al. 2016): conv features -> per-channel
+    expected (x, y) positions -> MLP -> logits. It learns "where are the objects" from few samples,
+    so behaviour cloning of the ground-truth expert generalises in seconds on a CPU."""
+
+    def __init__(self, in_channels: int, n_actions: int, input_size: Sequence[int] = (84, 84), width: int = 16,
+                 keypoints: int = 8) -> None:
+        super().__init__()
+        self.cnn = nn.Sequential(
+            nn.Conv2d(in_channels, width, 5, stride=2, padding=2), nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(2 * width, keypoints, 3, padding=1),
+        )
+        self.head = nn.Sequential(nn.Linear(3 * keypoints, 128), nn.ReLU(), nn.Linear(128, n_actions))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.cnn(x)
+        b, k, h, w = f.shape
+        attn = torch.softmax(f.flatten(2), dim=2).view(b, k, h, w)
+        ys = torch.linspace(-1, 1, h, device=x.device)
+        xs = torch.linspace(-1, 1, w, device=x.device)
+        px = (attn.sum(2) * xs).sum(2)
+        py = (attn.sum(3) * ys).sum(2)
+        peak = f.flatten(2).amax(2)  # whether the object is present at all
+        return self.head(torch.cat([px, py, peak.tanh()], dim=1))
+
+
+AGENT_ARCHS: dict[str, type[nn.Module]] = {"nature_cnn": NatureCNN, "small_cnn": SmallCNN, "keypoint_cnn": KeypointCNN}
+
+
+def save_agent(path: str | os.PathLike, agent: TorchAgent, arch: str, arch_kwargs: dict[str, Any],
+               info: dict[str, Any] | None = None) -> Path:
+    """Save a :class:`TorchAgent` built from one of :data:`AGENT_ARCHS` as our agent checkpoint."""
+    meta = {
+        "format": "agent",
+        "arch": arch,
+        "arch_kwargs": arch_kwargs,
+        "obs_format": agent.obs_format.to_dict(),
+        "n_actions": agent.n_actions,
+        "action_names": agent.action_names,
+        "input_scale": agent.input_scale,
+        "info": info or {},
+    }
+    tensors = {f"module.{k}": v for k, v in agent.module.state_dict().items()}
+    return save_checkpoint(path, tensors, meta)
+
+
+def _load_agent_checkpoint(path: Path) -> TorchAgent:
+    tensors, meta = read_checkpoint(path, "agent")
+    if meta.get("arch") not in AGENT_ARCHS:
+        raise CheckpointError(f"Unknown agent architecture {meta.get('arch')!r} in {str(path)!r}")
+    module = AGENT_ARCHS[meta["arch"]](**meta["arch_kwargs"])
+    load_state(module, tensors, "module.", path)
+    agent = TorchAgent(module, ObsFormat.from_dict(meta["obs_format"]), meta["n_actions"],
+                       meta.get("input_scale", 1.0), meta.get("action_names"))
+    agent.info = meta.get("info", {})  # type: ignore[attr-defined]
+    return agent.freeze()
+
+
+def _load_sb3(path: Path, algo: str | None) -> SB3Agent:
+    import stable_baselines3 as sb3
+
+    algos = [algo.upper()] if algo else ["PPO", "A2C", "DQN"]
+    errors = []
+    for name in algos:
+        cls = getattr(sb3, name, None)
+        if cls is None:
+            raise ValueError(f"Unknown SB3 algorithm {name!r}; expected PPO, A2C or DQN")
+        try:
+            model = cls.load(str(path), device="cpu", custom_objects={"learning_rate": 0.0, "lr_schedule": lambda _: 0.0,
+                                                                     "clip_range": lambda _: 0.0, "exploration_schedule": lambda _: 0.0})
+        except Exception as err:  # noqa: BLE001 - try the next algorithm, report all at the end
+            errors.append(f"{name}: {type(err).__name__}: {str(err)[:120]}")
+            continue
+        return SB3Agent(model).freeze()
+    raise CheckpointError(f"Cannot load {str(path)!r} as an SB3 model ({'; '.join(errors)}); pass --algo")
+
+
+def default_path(name: str, kind: str) -> Path:
+    """Path of a bundled default checkpoint (``kind`` is ``agent`` or ``explainer``)."""
+    from vmask_live.envs import canonical_name
+
+    env = canonical_name(name)
+    path = Path(__file__).parent / "defaults" / env / f"{kind}.safetensors"
+    if not path.is_file():
+        bundled = sorted(p.name for p in (Path(__file__).parent / "defaults").glob("*") if p.is_dir())
+        raise FileNotFoundError(
+            f"No bundled default {kind} for {env!r}; bundled defaults exist for {bundled}. "
+            f"Train one (`vmask-live train-agent` / `vmask-live train`) and pass its path"
+        )
+    return path
+
+
+def load_agent(spec: str | os.PathLike | nn.Module, *, algo: str | None = None, obs_format: ObsFormat | None = None,
+               n_actions: int | None = None) -> Agent:
+    """Load an agent.
+
+    Args:
+        spec: ``"default:NAME"`` (bundled), a ``.safetensors`` agent checkpoint of ours, an SB3
+            ``.zip`` (PPO, A2C or DQN), or a ``torch.nn.Module`` (then ``obs_format`` and
+            ``n_actions`` are required).
+        algo: the SB3 algorithm of a ``.zip`` when it is not PPO/A2C/DQN auto-detected.
+
+    Returns:
+        A frozen :class:`Agent`.
+    """
+    if isinstance(spec, Agent):
+        return spec.freeze()
+    if isinstance(spec, nn.Module):
+        if obs_format is None or n_actions is None:
+            raise ValueError("Wrapping a torch module needs obs_format= and n_actions=")
+        return TorchAgent(spec, obs_format, n_actions).freeze()
+    text = str(spec)
+    if text.startswith("default:"):
+        return _load_agent_checkpoint(default_path(text.split(":", 1)[1], "agent"))
+    path = Path(text)
+    if not path.exists():
+        raise FileNotFoundError(f"Agent file {text!r} does not exist")
+    if path.suffix == ".zip":
+        return _load_sb3(path, algo)
+    return _load_agent_checkpoint(path)
+
+
+def agent_from_sb3(model: Any, action_names: Sequence[str] | None = None) -> TorchAgent:
+    """Copy an SB3 ``CnnPolicy`` PPO/A2C model into a :class:`NatureCNN` agent (no pickles to ship)."""
+    policy = model.policy
+    fmt = ObsFormat.from_space(model.observation_space)
+    c, h, w = fmt.chw
+    net = NatureCNN(c, int(model.action_space.n), (h, w), policy.features_extractor.features_dim)
+    fe = policy.features_extractor
+    net.cnn.load_state_dict(fe.cnn.state_dict())
+    net.linear.load_state_dict(fe.linear.state_dict())
+    net.action_net.load_state_dict(policy.action_net.state_dict())
+    # SB3 divides uint8 image observations by 255 inside the policy; model space already is /255.
+    return TorchAgent(net, fmt, int(model.action_space.n), 1.0, action_names).freeze()

@@ -1,0 +1,108 @@
+"""Checkpoint files: safetensors tensors + one JSON metadata header. Loading never unpickles.
+
+A checkpoint is a single ``.safetensors`` file whose header metadata holds
+``{"vmask_live": "<json>"}``; the JSON names the ``format`` (``explainer`` or ``agent``), the
+constructor kwargs, shapes, preprocessing and provenance. Writes go to a temporary file in the
+same folder and are renamed into place, so an interrupted save never leaves a torn file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+__all__ = ["CheckpointError", "save_checkpoint", "read_checkpoint", "atomic_write_text", "file_sha256"]
+
+META_KEY = "vmask_live"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, corrupt, truncated or of another kind."""
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write text to ``path`` via a temporary file + rename (atomic on POSIX)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
+    """Atomically write ``tensors`` and ``meta`` (JSON-serialisable) to one safetensors file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)})
+    os.replace(tmp, path)
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike, expect_format: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a checkpoint written by :func:`save_checkpoint` and check its ``format``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint {str(path)!r} does not exist")
+    try:
+        tensors = load_file(str(path))
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(
+            f"Cannot read {str(path)!r} as a safetensors checkpoint ({err}); the file is corrupt or "
+            "truncated, or not a vmask-live checkpoint (SB3 agents are .zip files: pass them as --agent)"
+        ) from err
+    if META_KEY not in header:
+        raise CheckpointError(
+            f"{str(path)!r} is a safetensors file but not a vmask-live checkpoint (no {META_KEY!r} metadata)"
+        )
+    try:
+        meta = json.loads(header[META_KEY])
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{str(path)!r} has corrupt vmask-live metadata: {err}") from err
+    if meta.get("format") != expect_format:
+        raise CheckpointError(
+            f"Expected a vmask-live {expect_format} checkpoint, got a {meta.get('format')!r} checkpoint "
+            f"in {str(path)!r}"
+        )
+    return tensors, meta
+
+
+def load_state(module: torch.nn.Module, tensors: dict[str, torch.Tensor], prefix: str, path: Any) -> None:
+    """Load ``prefix``-ed tensors into ``module``, reporting missing and unexpected keys."""
+    state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    result = module.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise CheckpointError(
+            f"Weights in {str(path)!r} do not match the architecture: missing keys "
+            f"{result.missing_keys[:5]}{'…' if len(result.missing_keys) > 5 else ''}, unexpected keys "
+            f"{result.unexpected_keys[:5]}{'…' if len(result.unexpected_keys) > 5 else ''}"
+        )
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """A hash of weights (name, dtype, shape, bytes), independent of file layout."""
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        t = tensors[k].detach().cpu().contiguous()
+        h.update(f"{k}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()

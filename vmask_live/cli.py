@@ -1,0 +1,274 @@
+"""The ``vmask-live`` command line. Each command only builds a config and calls the job function."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Live VisionMask saliency for pixel RL agents.")
+console = Console(stderr=True)
+
+
+class Algo(str, Enum):
+    ppo = "ppo"
+    bc = "bc"
+
+
+def _fail(err: Exception) -> None:
+    console.print(f"[bold red]error:[/] {err}")
+    raise typer.Exit(2)
+
+
+_USER_ERRORS = (ValueError, FileNotFoundError, OSError, KeyError, RuntimeError, ImportError)
+
+
+@app.command()
+def envs() -> None:
+    """List the environment names the CLI understands and what each needs installed."""
+    from vmask_live.envs import known_envs
+
+    table = Table("name", "what it is / needs")
+    for name, what in known_envs().items():
+        table.add_row(name, what)
+    Console().print(table)
+
+
+@app.command()
+def info(checkpoint: Path = typer.Argument(..., help="An explainer or agent .safetensors checkpoint")) -> None:
+    """Print a checkpoint's metadata (architecture, K, input shape, training config, metrics)."""
+    from safetensors import safe_open
+
+    from vmask_live.checkpoint import META_KEY, CheckpointError, read_checkpoint
+
+    try:
+        with safe_open(str(checkpoint), framework="pt") as f:
+            kind = json.loads((f.metadata() or {}).get(META_KEY, "{}")).get("format", "?")
+        _, meta = read_checkpoint(checkpoint, kind)
+    except (CheckpointError, *_USER_ERRORS) as err:
+        _fail(err)
+    Console().print_json(json.dumps(meta))
+
+
+@app.command("train-agent")
+def train_agent(
+    env: str = typer.Option("Beacon", help="Env name (see `vmask-live envs`)"),
+    algo: Algo = typer.Option(Algo.bc, help="ppo (SB3, Atari) or bc (clone the ground-truth expert)"),
+    out: Path = typer.Option(Path("runs/agent"), help="Run folder (ppo) or agent checkpoint file (bc)"),
+    steps: int = typer.Option(1_000_000, help="ppo: total agent steps; bc: expert samples"),
+    seed: int = 0,
+    n_envs: int = typer.Option(8, help="ppo: parallel envs"),
+    subprocess: bool = typer.Option(False, help="ppo: run envs in worker processes"),
+    resume: bool = typer.Option(False, help="ppo: continue from the latest checkpoint in --out"),
+    eval_episodes: int = typer.Option(10, help="ppo: full-game evaluation episodes at the end"),
+) -> None:
+    """Train an agent to explain: SB3 PPO on Atari, or behaviour cloning on the ground-truth env."""
+    from vmask_live.train_agent import BCConfig, PPOConfig, evaluate_agent, export_ppo, train_bc, train_ppo
+
+    try:
+        if algo == Algo.bc:
+            path = out if out.suffix == ".safetensors" else out / "agent.safetensors"
+            _, metrics = train_bc(BCConfig(env=env, out=str(path), samples=steps if steps != 1_000_000 else 10_000, seed=seed))
+            console.print(f"agent saved to {path}: {metrics}")
+            return
+        zip_path = train_ppo(PPOConfig(env=env, out=str(out), total_steps=steps, n_envs=n_envs, seed=seed,
+                                       subprocess=subprocess, resume=resume))
+        agent_path = out / "agent.safetensors"
+        export_ppo(zip_path, agent_path)
+        scores = evaluate_agent(agent_path, env, eval_episodes, seed=seed + 100)
+        export_ppo(zip_path, agent_path, {"eval": scores})
+        console.print(f"agent saved to {agent_path}; evaluation: {scores}")
+    except _USER_ERRORS as err:
+        _fail(err)
+
+
+@app.command()
+def collect(
+    env: str = typer.Option(..., help="Env name"),
+    agent: str = typer.Option(..., help="Agent: default:NAME, .safetensors or SB3 .zip"),
+    out: Path = typer.Option(..., help="Dataset folder"),
+    steps: int = typer.Option(50_000, help="States to store"),
+    n_envs: int = 8,
+    shard_size: int = 5_000,
+    seed: int = 0,
+    deterministic: bool = typer.Option(False, help="Act by arg-max instead of sampling"),
+    resume: bool = False,
+) -> None:
+    """Collect a dataset of agent-visited states (sharded, resumable) with an 80/10/10 episode split."""
+    from vmask_live.dataset import CollectConfig
+    from vmask_live.dataset import collect as run
+
+    try:
+        ds = run(CollectConfig(env=env, agent=agent, out=str(out), steps=steps, n_envs=n_envs, shard_size=shard_size,
+                               seed=seed, deterministic=deterministic, resume=resume))
+    except KeyboardInterrupt as err:
+        console.print(f"[yellow]{err}[/]")
+        raise typer.Exit(130) from None
+    except _USER_ERRORS as err:
+        _fail(err)
+    console.print(f"{len(ds)} states in {out}: {ds.manifest['counts']}")
+
+
+@app.command()
+def train(
+    data: Path = typer.Option(..., help="Dataset folder from `collect`"),
+    agent: str = typer.Option(..., help="The agent the dataset was collected with"),
+    out: Path = typer.Option(Path("runs/explainer"), help="Run folder"),
+    arch: str = "deeplab",
+    width: int = 16,
+    reference: str = typer.Option("background", help="background | black | mean | blur"),
+    a_max: float = 0.1,
+    area_loss: str = typer.Option("abs", help="abs | hinge | stalder"),
+    lambda_ne: float = 1.0,
+    lambda_area: float = 1.0,
+    lambda_tv: float = 0.0,
+    loss_kind: str = typer.Option("visionmask", help="visionmask | explainer (Stalder et al.)"),
+    lr: float = 1e-3,
+    batch_size: int = 32,
+    epochs: int = 10,
+    steps_per_epoch: Optional[int] = None,
+    patience: int = 3,
+    max_minutes: Optional[float] = None,
+    seed: int = 0,
+    resume: bool = False,
+    device: str = "cpu",
+) -> None:
+    """Train a VisionMask explainer against the frozen agent."""
+    from vmask_live.loss import LossConfig
+    from vmask_live.train import TrainConfig
+    from vmask_live.train import train as run
+
+    try:
+        cfg = TrainConfig(data=str(data), agent=agent, out=str(out), arch=arch, width=width, reference=reference,
+                          loss=LossConfig(a_max=a_max, area_loss=area_loss, lambda_ne=lambda_ne, lambda_area=lambda_area,
+                                          lambda_tv=lambda_tv, kind=loss_kind),
+                          lr=lr, batch_size=batch_size, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                          patience=patience, max_minutes=max_minutes, seed=seed, resume=resume, device=device)
+        res = run(cfg)
+    except KeyboardInterrupt as err:
+        console.print(f"[yellow]{err}[/]")
+        raise typer.Exit(130) from None
+    except _USER_ERRORS as err:
+        _fail(err)
+    console.print(f"best explainer: {res.path} ({res.seconds:.0f} s, {res.samples_per_s:.0f} samples/s)")
+
+
+@app.command()
+def evaluate(
+    data: Path = typer.Option(..., help="Dataset folder (its test split is used)"),
+    agent: str = typer.Option(..., help="The dataset's agent"),
+    explainer: str = typer.Option(..., help="Explainer checkpoint"),
+    methods: str = typer.Option("visionmask", help="Comma-separated methods, or 'all'"),
+    n: int = typer.Option(500, help="Test states"),
+    out: Path = typer.Option(Path("runs/eval"), help="Report folder"),
+    seed: int = 0,
+) -> None:
+    """Compare saliency methods side by side on the same test states; writes report.md/json/csv."""
+    from vmask_live.evaluate import EvaluateConfig
+    from vmask_live.evaluate import evaluate as run
+
+    try:
+        report = run(EvaluateConfig(data=str(data), agent=agent, explainer=explainer, methods=methods, n=n,
+                                    out=str(out), seed=seed))
+    except _USER_ERRORS as err:
+        _fail(err)
+    console.print(f"report: {report}")
+
+
+def _live_cfg(env, agent, explainer, backend, scale, fps, episodes, max_steps, seed, deterministic):
+    from vmask_live.wrappers.live import LiveConfig
+
+    return LiveConfig(env=env, agent=agent, explainer=explainer, backend=backend, scale=scale, fps=fps,
+                      episodes=episodes, max_steps=max_steps, seed=seed, deterministic=deterministic)
+
+
+@app.command()
+def play(
+    env: str = typer.Option("MsPacman", help="Env name"),
+    agent: Optional[str] = typer.Option(None, help="Agent (default: the bundled one for --env)"),
+    explainer: Optional[str] = typer.Option(None, help="Explainer (default: the bundled one for --env)"),
+    backend: str = typer.Option("auto", help="auto | onnx | torch | tensorrt"),
+    scale: Optional[int] = typer.Option(None, help="Window scale of the game frame"),
+    fps: float = typer.Option(30.0, help="Frame-rate cap (0: uncapped)"),
+    episodes: int = 1,
+    max_steps: Optional[int] = None,
+    seed: int = 0,
+    deterministic: bool = False,
+) -> None:
+    """Watch the agent play with its saliency overlay in a Pygame window.
+
+    Keys: space pause, → single step, 1..9 action k's map (0 chosen), c contrast, f counterfactual,
+    o overlay, r record, s screenshot, q/Esc quit.
+    """
+    from vmask_live.wrappers.live import play as run
+
+    try:
+        stats = run(_live_cfg(env, agent, explainer, backend, scale, fps, episodes, max_steps, seed, deterministic))
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except _USER_ERRORS as err:
+        _fail(err)
+    console.print(f"{stats['steps']} steps, {stats['episodes']} episodes, score {stats['score']:.0f}, {stats['fps']:.1f} FPS")
+
+
+@app.command()
+def record(
+    out: Path = typer.Option(..., help="Video file (.mp4)"),
+    env: str = typer.Option("MsPacman", help="Env name"),
+    agent: Optional[str] = None,
+    explainer: Optional[str] = None,
+    backend: str = "auto",
+    scale: Optional[int] = None,
+    fps: float = 30.0,
+    episodes: int = 1,
+    max_steps: Optional[int] = None,
+    seed: int = 0,
+    deterministic: bool = False,
+) -> None:
+    """Record the overlay video of the agent playing (finalised even on Ctrl-C)."""
+    from vmask_live.wrappers.live import record as run
+
+    try:
+        stats = run(_live_cfg(env, agent, explainer, backend, scale, fps, episodes, max_steps, seed, deterministic), out)
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted; {out} was finalised[/]")
+        raise typer.Exit(130) from None
+    except _USER_ERRORS as err:
+        _fail(err)
+    console.print(f"wrote {stats['path']}: {stats['frames']} frames, score {stats['score']:.0f}")
+
+
+@app.command()
+def export(
+    explainer: str = typer.Option(..., help="Explainer checkpoint or default:NAME"),
+    backend: str = typer.Option("onnx", help="onnx | tensorrt"),
+    precision: str = typer.Option("fp32", help="fp32 | fp16 (TensorRT)"),
+    batch: Optional[int] = typer.Option(None, help="Static batch size (TensorRT: default 1; ONNX: dynamic)"),
+    out: Optional[Path] = typer.Option(None, help="Artifact path (default: next to the checkpoint)"),
+    device: str = "auto",
+) -> None:
+    """Compile an explainer for low-latency inference (ONNX Runtime or TensorRT)."""
+    from vmask_live.explainer import load_explainer
+    from vmask_live.export import export_explainer
+
+    try:
+        exp = load_explainer(explainer, backend="none")
+        if batch is None and backend == "tensorrt":
+            batch = 1
+        if out is None and exp.path is not None:
+            suffix = {"onnx": ".onnx", "tensorrt": ".ep"}.get(backend, "")
+            out = exp.path.with_name(f"{exp.path.stem}.{backend}-{'dyn' if batch is None else f'b{batch}'}-{precision}{suffix}")
+        path = export_explainer(exp, backend, out, batch_size=batch, precision=precision, device=device)
+    except _USER_ERRORS as err:
+        _fail(err)
+    console.print(f"wrote {path} (+ {path.name}.json)")
+
+
+if __name__ == "__main__":
+    app()

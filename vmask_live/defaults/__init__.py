@@ -1,0 +1,1 @@
+"""Bundled default checkpoints (``default:NAME``), each with a PROVENANCE.md beside it."""

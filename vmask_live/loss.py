@@ -1,0 +1,150 @@
+"""The VisionMask objective (paper §3.3, SPEC §1) and the Explainer (Stalder et al.) variant.
+
+Shapes: ``s`` states ``(B, C, H, W)``, ``masks`` ``(B, K, H, W)``, ``a`` the agent's actions ``(B,)``.
+All ``2K`` masked states of a batch go through the frozen agent in **one** call of size ``B·2K``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from vmask_live.overlay import overlay
+
+__all__ = ["LossConfig", "visionmask_loss", "area_loss", "negative_entropy", "total_variation", "contrastive_terms"]
+
+AREA_LOSSES = ("abs", "hinge", "stalder")
+
+
+@dataclass
+class LossConfig:
+    """Loss weights and switches (every ablation of the paper is a field here)."""
+
+    a_max: float = 0.1
+    """Target mask area (eq. 5)."""
+    area_loss: str = "abs"
+    """``abs`` (eq. 5 as printed), ``hinge`` (only above a_max) or ``stalder`` (min-max bounds)."""
+    area_min: float = 0.0
+    """Lower bound of the ``stalder`` area loss for the chosen action's map."""
+    lambda_ne: float = 1.0
+    """Weight of the negative entropy of the complement states (0 disables)."""
+    lambda_area: float = 1.0
+    """Weight of the area loss (0 disables)."""
+    lambda_tv: float = 0.0
+    """Weight of total variation (off by default, as in the paper)."""
+    kind: str = "visionmask"
+    """``visionmask`` (row + column CE) or ``explainer`` (Stalder et al. 2022: target CE on the
+    masked state, all other actions' maps as one group that must not yield the target)."""
+
+    def __post_init__(self) -> None:
+        if self.area_loss not in AREA_LOSSES:
+            raise ValueError(f"Expected area_loss in {AREA_LOSSES}, got {self.area_loss!r}")
+        if self.kind not in ("visionmask", "explainer"):
+            raise ValueError(f"Expected kind 'visionmask' or 'explainer', got {self.kind!r}")
+
+
+def contrastive_terms(Z: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column cross-entropies of the logit matrix.
+
+    Args:
+        Z: ``(B, K, K)``; ``Z[b, i, j]`` is the logit of action ``j`` on the state kept by map ``i``.
+        a: ``(B,)`` target actions.
+
+    Returns:
+        ``(L_pos, L_neg)``: ``CE(Z[a, :], a)`` (the a-map's state leads to a) and
+        ``CE(Z[:, a], a)`` (of all K maps, the a-map pushes action a most), batch means.
+    """
+    idx = torch.arange(Z.shape[0], device=Z.device)
+    row = Z[idx, a, :]
+    col = Z[idx, :, a]
+    return F.cross_entropy(row, a), F.cross_entropy(col, a)
+
+
+def negative_entropy(Zc: torch.Tensor) -> torch.Tensor:
+    """``(1/K²) Σ_ij P̃_ij log P̃_ij`` with ``P̃ = softmax(Z̃, dim=j)``, batch mean."""
+    logp = torch.log_softmax(Zc, dim=-1)
+    k = Zc.shape[-1]
+    return (logp.exp() * logp).sum(dim=(-2, -1)).mean() / (k * k)
+
+
+def area_loss(masks: torch.Tensor, cfg: LossConfig, a: torch.Tensor | None = None) -> torch.Tensor:
+    """Area term over the K maps (eq. 5 ``abs``, ``hinge``, or Stalder's min-max bounds)."""
+    area = masks.mean(dim=(-2, -1))  # (B, K)
+    if cfg.area_loss == "abs":
+        return (area - cfg.a_max).abs().mean()
+    if cfg.area_loss == "hinge":
+        return F.relu(area - cfg.a_max).mean()
+    # stalder: the chosen action's map within [area_min, a_max], every other map pushed to empty
+    if a is None:
+        raise ValueError("The stalder area loss needs the target actions")
+    onehot = F.one_hot(a, area.shape[1]).to(area.dtype)
+    target = F.relu(area - cfg.a_max) + F.relu(cfg.area_min - area)
+    return (onehot * target + (1 - onehot) * area).sum(dim=1).mean()
+
+
+def total_variation(masks: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of neighbouring mask pixels."""
+    dh = (masks[..., 1:, :] - masks[..., :-1, :]).pow(2).mean()
+    dw = (masks[..., :, 1:] - masks[..., :, :-1]).pow(2).mean()
+    return dh + dw
+
+
+def visionmask_loss(agent: torch.nn.Module, s: torch.Tensor, a: torch.Tensor, masks: torch.Tensor,
+                    r: torch.Tensor, cfg: LossConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    """The training loss and its terms (floats, for logging).
+
+    Args:
+        agent: frozen, differentiable, model space -> logits.
+        s: states ``(B, C, H, W)``; a: actions ``(B,)``; masks: ``(B, K, H, W)``;
+        r: references broadcastable to ``s``.
+    """
+    B, K = masks.shape[:2]
+    if cfg.kind == "explainer":
+        return _explainer_loss(agent, s, a, masks, r, cfg)
+    keep = overlay(s, masks, r)  # (B, K, C, H, W)
+    drop = overlay(s, 1 - masks, r)
+    z = agent(torch.cat([keep, drop], dim=1).flatten(0, 1)).view(B, 2, K, -1)
+    Z, Zc = z[:, 0], z[:, 1]
+    l_pos, l_neg = contrastive_terms(Z, a)
+    loss = l_pos + l_neg
+    terms = {"loss/pos": l_pos.item(), "loss/neg": l_neg.item()}
+    if cfg.lambda_ne:
+        l_ne = negative_entropy(Zc)
+        loss = loss + cfg.lambda_ne * l_ne
+        terms["loss/ne"] = l_ne.item()
+    if cfg.lambda_area:
+        l_area = area_loss(masks, cfg, a)
+        loss = loss + cfg.lambda_area * l_area
+        terms["loss/area"] = l_area.item()
+    if cfg.lambda_tv:
+        l_tv = total_variation(masks)
+        loss = loss + cfg.lambda_tv * l_tv
+        terms["loss/tv"] = l_tv.item()
+    terms["loss/total"] = loss.item()
+    return loss, terms
+
+
+def _explainer_loss(agent, s, a, masks, r, cfg: LossConfig):
+    """Stalder et al. 2022 adapted to actions: three states per sample in one agent call —
+    the target map's kept state (CE toward a), the union of the other maps' kept state (must not
+    yield a: ``-log(1 - p_a)``) and the target map's complement (maximum entropy)."""
+    B, K = masks.shape[:2]
+    idx = torch.arange(B, device=s.device)
+    m_t = masks[idx, a]
+    others = masks.masked_fill(torch.nn.functional.one_hot(a, K).bool()[..., None, None], 0.0)
+    m_o = others.amax(dim=1)
+    states = torch.stack([overlay(s, m_t, r), overlay(s, m_o, r), overlay(s, 1 - m_t, r)], dim=1)
+    z = agent(states.flatten(0, 1)).view(B, 3, -1)
+    l_t = F.cross_entropy(z[:, 0], a)
+    p_o = torch.softmax(z[:, 1], dim=-1)[idx, a]
+    l_nt = -torch.log1p(-p_o.clamp(max=1 - 1e-6)).mean()
+    logp = torch.log_softmax(z[:, 2], dim=-1)
+    l_ne = (logp.exp() * logp).sum(-1).mean() / K
+    loss = l_t + l_nt + cfg.lambda_ne * l_ne + cfg.lambda_area * area_loss(masks, LossConfig(
+        a_max=cfg.a_max, area_loss="stalder", area_min=cfg.area_min), a)
+    if cfg.lambda_tv:
+        loss = loss + cfg.lambda_tv * total_variation(masks)
+    return loss, {"loss/target": l_t.item(), "loss/nontarget": l_nt.item(), "loss/ne": l_ne.item(),
+                  "loss/total": loss.item()}

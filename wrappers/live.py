@@ -1,0 +1,248 @@
+"""The live loop behind ``vmask-live play`` (Pygame window) and ``vmask-live record`` (video).
+
+:class:`LiveSession` runs an agent in an :class:`ExplainedEnv` and composes display frames; the
+window and the recorder consume the same frames. Keys in the window: space pause, right arrow
+single step, 1..9 show action k's map (0: back to the chosen action), c contrast, f
+counterfactual, o overlay on/off, r start/stop recording, s screenshot, q/Esc quit.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from vmask_live.render import ViewState
+
+__all__ = ["LiveConfig", "LiveSession", "play", "record", "NoDisplayError"]
+
+
+class NoDisplayError(RuntimeError):
+    """No display for the Pygame window."""
+
+
+@dataclass
+class LiveConfig:
+    """Options shared by ``play`` and ``record``."""
+
+    env: str = "MsPacman"
+    agent: str | None = None
+    """Agent path or ``default:NAME`` (None: the bundled default for ``env``)."""
+    explainer: str | None = None
+    """Explainer checkpoint or ``default:NAME`` (None: the bundled default for ``env``)."""
+    backend: str = "auto"
+    scale: int | None = None
+    """Display scale of the rendered frame (None: about 840 px high)."""
+    fps: float = 30.0
+    """Frame rate cap of the window (0: uncapped) and of the video."""
+    episodes: int = 1
+    max_steps: int | None = None
+    seed: int = 0
+    deterministic: bool = False
+    """Act by arg-max instead of sampling from the agent's policy."""
+
+
+class LiveSession:
+    """Agent + ExplainedEnv + view state; :meth:`frames` yields composed RGB frames."""
+
+    def __init__(self, cfg: LiveConfig, agent: Any = None, explainer: Any = None) -> None:
+        import vmask_live as vm
+        from vmask_live.envs import canonical_name
+
+        self.cfg = cfg
+        name = cfg.env if cfg.env.startswith("ALE/") else canonical_name(cfg.env)
+        agent = agent if agent is not None else vm.load_agent(cfg.agent or f"default:{name}")
+        explainer = explainer if explainer is not None else (cfg.explainer or f"default:{name}")
+        self.env = vm.ExplainedEnv(vm.make_env(name, render_mode="rgb_array"), explainer, agent=agent,
+                                   backend=cfg.backend)
+        self.agent = self.env.agent
+        self.view: ViewState = self.env.view
+        self.rng = np.random.default_rng(cfg.seed)
+        self.paused = False
+        self.steps = 0
+        self.episode = 0
+        self.score = 0.0
+        self.info: dict[str, Any] = {}
+        self.reset()
+        probe = self.env.env.render()
+        self.scale = cfg.scale or max(1, 840 // probe.shape[0])
+
+    def reset(self) -> None:
+        _, self.info = self.env.reset(seed=self.cfg.seed + self.episode)
+        self.score = 0.0
+
+    def act(self) -> int:
+        probs = self.info["action_probs"]
+        if self.cfg.deterministic:
+            return int(np.argmax(probs))
+        return int(self.rng.choice(len(probs), p=probs / probs.sum()))
+
+    def step(self) -> bool:
+        """One env step; returns True when the episode ended."""
+        _, reward, terminated, truncated, self.info = self.env.step(self.act())
+        self.steps += 1
+        self.score += float(reward)
+        return bool(terminated or truncated)
+
+    def frame(self, fps: float | None = None) -> np.ndarray:
+        return self.env.render_frame(scale=self.scale, fps=fps)
+
+    def done(self) -> bool:
+        return self.episode >= self.cfg.episodes or (self.cfg.max_steps is not None and self.steps >= self.cfg.max_steps)
+
+    def frames(self) -> Iterator[np.ndarray]:
+        """Frames of whole runs (``episodes`` / ``max_steps`` limits), for recording."""
+        self.reset()
+        yield self.frame()
+        while not self.done():
+            if self.step():
+                self.episode += 1
+                if not self.done():
+                    self.reset()
+            yield self.frame()
+
+    def handle_key(self, key: str) -> str | None:
+        """Apply a key (pygame key name); returns an action for the caller (quit, record, …)."""
+        k = self.env.explainer.n_actions
+        if key in ("q", "escape"):
+            return "quit"
+        if key == "space":
+            self.paused = not self.paused
+        elif key == "right":
+            return "single-step"
+        elif key.isdigit():
+            n = int(key)
+            self.view.action = None if n == 0 or n > k else n - 1
+            self.view.mode = "action"
+        elif key == "c":
+            self.view.mode = "action" if self.view.mode == "contrast" else "contrast"
+        elif key == "f":
+            self.view.mode = "action" if self.view.mode == "counterfactual" else "counterfactual"
+        elif key == "o":
+            self.view.overlay = not self.view.overlay
+        elif key in ("r", "s"):
+            return {"r": "record", "s": "screenshot"}[key]
+        return None
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def _open_window(size: tuple[int, int]):
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY") and not os.environ.get("SDL_VIDEODRIVER"):
+        raise NoDisplayError(
+            "No display available for the Pygame window (DISPLAY is not set). Record a video instead with "
+            "`vmask-live record --env NAME --out run.mp4`, or run headless with SDL_VIDEODRIVER=dummy"
+        )
+    try:
+        import pygame
+    except ImportError as err:
+        raise ImportError('pygame is not installed; run `pip install "pygame-ce>=2.4"`') from err
+    pygame.init()
+    try:
+        screen = pygame.display.set_mode(size)
+    except pygame.error as err:
+        raise NoDisplayError(f"Cannot open a window ({err}); use `vmask-live record` or SDL_VIDEODRIVER=dummy") from err
+    pygame.display.set_caption("vmask-live")
+    return pygame, screen
+
+
+def play(cfg: LiveConfig, agent: Any = None, explainer: Any = None, keys: Sequence[tuple[int, str]] = (),
+         out_dir: str | os.PathLike = ".") -> dict[str, Any]:
+    """Run the live window until quit or the limits; returns stats and the last displayed frame.
+
+    Args:
+        keys: scripted key presses ``(step, key name)`` (for tests and demos).
+        out_dir: where ``r`` recordings and ``s`` screenshots go.
+    """
+    import cv2
+
+    from vmask_live.wrappers.recording import VideoRecorder
+
+    session = LiveSession(cfg, agent, explainer)
+    session.reset()
+    first = session.frame(fps=0.0)
+    pygame, screen = _open_window((first.shape[1], first.shape[0]))
+    clock = pygame.time.Clock()
+    recorder: VideoRecorder | None = None
+    scripted = {}
+    for step, key in keys:
+        scripted.setdefault(step, []).append(key)
+    out_dir = Path(out_dir)
+    frame, fps, tick, quit_ = first, 0.0, 0, False
+    screenshots: list[str] = []
+    start = time.perf_counter()
+    try:
+        while not quit_:
+            events = pygame.event.get()
+            pressed = [pygame.key.name(e.key) for e in events if e.type == pygame.KEYDOWN]
+            quit_ = any(e.type == pygame.QUIT for e in events)
+            pressed += scripted.pop(tick, [])
+            single = False
+            for key in pressed:
+                what = session.handle_key(key)
+                if what == "quit":
+                    quit_ = True
+                elif what == "single-step":
+                    single = True
+                elif what == "record":
+                    if recorder is None:
+                        recorder = VideoRecorder(out_dir / f"vmask-live-{time.strftime('%Y%m%d-%H%M%S')}.mp4", cfg.fps or 30)
+                    else:
+                        recorder.close()
+                        recorder = None
+                elif what == "screenshot":
+                    path = out_dir / f"vmask-live-{time.strftime('%Y%m%d-%H%M%S')}-{tick}.png"
+                    cv2.imwrite(str(path), frame[..., ::-1])
+                    screenshots.append(str(path))
+            if not session.paused or single:
+                if session.step():
+                    session.episode += 1
+                    if session.done():
+                        break
+                    session.reset()
+                if cfg.max_steps is not None and session.steps >= cfg.max_steps:
+                    quit_ = True
+            frame = session.frame(fps=fps)
+            surf = pygame.surfarray.make_surface(frame.swapaxes(0, 1))
+            screen.blit(surf, (0, 0))
+            pygame.display.flip()
+            if recorder is not None:
+                recorder.write(frame)
+            clock.tick(cfg.fps if cfg.fps else 0)
+            tick += 1
+            fps = tick / max(time.perf_counter() - start, 1e-9)
+        shown = pygame.surfarray.array3d(screen).swapaxes(0, 1).copy()
+    finally:
+        if recorder is not None:
+            recorder.close()
+        pygame.display.quit()
+        session.close()
+    return {"steps": session.steps, "frames": tick, "fps": fps, "episodes": session.episode,
+            "score": session.score, "surface": shown, "screenshots": screenshots}
+
+
+def record(cfg: LiveConfig, out: str | os.PathLike, agent: Any = None, explainer: Any = None,
+           progress: bool = True) -> dict[str, Any]:
+    """Write the composed frames of ``episodes`` (or ``max_steps``) to a video file."""
+    from rich.progress import Progress
+
+    from vmask_live.wrappers.recording import VideoRecorder, check_writable
+
+    check_writable(out)
+    session = LiveSession(cfg, agent, explainer)
+    total = cfg.max_steps
+    try:
+        with VideoRecorder(out, cfg.fps or 30) as rec, Progress(disable=not progress, transient=True) as bar:
+            task = bar.add_task(f"recording {cfg.env}", total=total)
+            for frame in session.frames():
+                rec.write(frame)
+                bar.update(task, completed=session.steps)
+    finally:
+        session.close()
+    return {"path": str(out), "frames": rec.frames, "steps": session.steps, "episodes": session.episode,
+            "score": session.score}

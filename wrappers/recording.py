@@ -1,0 +1,67 @@
+"""Annotated video recording with OpenCV (mp4v): the same composed frames as the live window."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+
+__all__ = ["VideoRecorder", "check_writable"]
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Fail early, with a clear message, when ``path`` cannot be written."""
+    path = Path(path)
+    if path.suffix.lower() not in (".mp4", ".avi"):
+        raise ValueError(f"Expected a video path ending in .mp4 or .avi, got {str(path)!r}")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OSError(f"Cannot write {str(path)!r}: folder {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise OSError(f"Cannot write {str(path)!r}: permission denied")
+    return path
+
+
+class VideoRecorder:
+    """Write RGB frames to a video; always finalised on close, exceptions and Ctrl-C.
+
+    Use as a context manager; the frame size is fixed by the first frame (later frames of
+    another size are resized to it).
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float = 30.0) -> None:
+        self.path = check_writable(path)
+        self.fps = float(fps)
+        self._writer = None
+        self._size: tuple[int, int] | None = None
+        self.frames = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        import cv2
+
+        if frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f"Expected an RGB frame (H, W, 3), got shape {frame.shape}")
+        if self._writer is None:
+            h, w = frame.shape[:2]
+            self._size = (w - w % 2, h - h % 2)  # codecs want even sizes
+            fourcc = cv2.VideoWriter_fourcc(*("mp4v" if self.path.suffix.lower() == ".mp4" else "MJPG"))
+            self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, self._size)
+            if not self._writer.isOpened():
+                raise OSError(f"OpenCV could not open a video writer for {str(self.path)!r}")
+        if (frame.shape[1], frame.shape[0]) != self._size:
+            frame = cv2.resize(frame, self._size, interpolation=cv2.INTER_AREA)
+        self._writer.write(np.ascontiguousarray(frame[..., ::-1]))
+        self.frames += 1
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+
+    def __enter__(self) -> VideoRecorder:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
