@@ -40,9 +40,11 @@ def beacon_data(beacon_agent, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def beacon_explainer(beacon_agent, beacon_data, tmp_path_factory):
-    """A VisionMask explainer trained for about a minute of CPU."""
+    """A VisionMask explainer trained for under two minutes of CPU (Beacon settings from docs/ablations.md)."""
+    from vmask_live.loss import LossConfig
     from vmask_live.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("run")
-    cfg = TrainConfig(data=str(beacon_data.path), out=str(out), epochs=3, steps_per_epoch=50, batch_size=32, lr=2e-3)
+    cfg = TrainConfig(data=str(beacon_data.path), out=str(out), epochs=3, steps_per_epoch=100, batch_size=16,
+                      width=8, lr=2e-3, loss=LossConfig(area_loss="abs", a_max=0.02))
     return train(cfg, agent=beacon_agent[0], progress=False)

@@ -123,20 +123,23 @@ def pointing_game(maps: torch.Tensor, relevant: torch.Tensor) -> torch.Tensor:
     return relevant.flatten(1).gather(1, idx[:, None]).squeeze(1).bool()
 
 
-def evaluate_maps(agent: torch.nn.Module, x: torch.Tensor, actions: torch.Tensor, fn: SaliencyFn,
+def evaluate_maps(agent: torch.nn.Module, x: torch.Tensor, actions: torch.Tensor, fn: SaliencyFn | torch.Tensor,
                   reference: Callable[[torch.Tensor], torch.Tensor], relevant: torch.Tensor | None = None, n_steps: int = 50,
                   lle_eps: float = 0.05, lle_neighbours: int = 10, with_lle: bool = True,
                   batch_size: int = 32) -> dict[str, float | list[float]]:
     """All metrics of one saliency function on states ``x``, as means (and mean curves).
 
+    ``fn`` is a saliency function or precomputed maps ``(B, H, W)`` (LLE then needs a function).
     ``reference`` is a :class:`~vmask_live.overlay.Reference` (or any ``states -> references``).
     """
+    if isinstance(fn, torch.Tensor) and with_lle:
+        raise ValueError("LLE re-explains perturbed states: pass a saliency function, not maps")
     rows: dict[str, list[torch.Tensor]] = {}
     for i in range(0, x.shape[0], batch_size):
         sl = slice(i, i + batch_size)
         xb, ab = x[sl], actions[sl]
         rb = reference(xb)
-        maps = fn(xb, ab).float()
+        maps = fn[sl].float() if isinstance(fn, torch.Tensor) else fn(xb, ab).float()
         res = {"accuracy": 100 * accuracy(agent, xb, ab, maps, rb).float(), "sparseness": sparseness(maps)}
         res.update(insertion_deletion(agent, xb, ab, normalise(maps), rb, n_steps))
         res["insertion_curve"] = res["insertion_curve"][None] * xb.shape[0]
