@@ -181,6 +181,26 @@ def evaluate(
     console.print(f"report: {report}")
 
 
+@app.command()
+def ablate(
+    data: Path = typer.Option(..., help="Dataset folder"),
+    agent: str = typer.Option(..., help="The dataset's agent"),
+    out: Path = typer.Option(Path("runs/ablation"), help="Sweep folder (finished variants are skipped)"),
+    base: str = typer.Option("{}", help='TrainConfig fields as JSON, e.g. \'{"epochs": 3, "width": 8}\''),
+    groups: str = typer.Option("all", help="area loss, a_max, reference, components, architecture, loss"),
+    n: int = 300,
+) -> None:
+    """Run the paper's ablations (area loss, a_max, reference, loss components, architecture)."""
+    from vmask_live.ablation import AblationConfig
+    from vmask_live.ablation import ablate as run
+
+    try:
+        path = run(AblationConfig(data=str(data), agent=agent, out=str(out), base=json.loads(base), groups=groups, n=n))
+    except _USER_ERRORS as err:
+        _fail(err)
+    console.print(f"table: {path}")
+
+
 def _live_cfg(env, agent, explainer, backend, scale, fps, episodes, max_steps, seed, deterministic):
     from vmask_live.wrappers.live import LiveConfig
 

@@ -1,0 +1,164 @@
+"""Explainer latency per backend and ExplainedEnv overhead, measured side by side in one run.
+
+    python benchmarks/bench_latency.py [--explainer default:MsPacman] [--repeats 200]
+
+Prints markdown tables: ms/frame at batch 1 and 16 for each available backend (eager torch,
+torch.compile, ONNX Runtime, TensorRT on CUDA), then env+agent step vs ExplainedEnv step
+(backend auto), the headless play-loop FPS at scale 4 (SDL dummy driver), and the vector form's
+throughput at 16 envs against the single-env form.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import numpy as np
+import torch
+
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+
+
+def _time(fn, repeats: int, warmup: int = 10) -> float:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t)
+    return 1000 * statistics.median(samples)
+
+
+def _explainer(spec: str):
+    import vmask_live as vm
+
+    try:
+        return vm.load_explainer(spec, backend="none"), spec
+    except FileNotFoundError:
+        from vmask_live.testing import tiny_explainer  # noqa: F401 - only for the format helper
+        from vmask_live.explainer import Explainer
+        from vmask_live.model import build_explainer
+        from vmask_live.observations import ObsFormat
+        from vmask_live.overlay import Reference
+
+        kw = {"in_channels": 4, "n_actions": 9, "input_size": [84, 84], "width": 16}
+        exp = Explainer(build_explainer("deeplab", **kw).eval(), "deeplab", kw, ObsFormat((4, 84, 84), "chw"),
+                        Reference("black"), [str(i) for i in range(9)])
+        return exp, "untrained deeplab (same architecture as the MsPacman default)"
+
+
+def backends_table(spec: str, repeats: int) -> None:
+    from vmask_live.export import available_backends, load_runtime
+
+    exp, name = _explainer(spec)
+    print(f"\n### Explainer latency ({name}; {torch.get_num_threads()} torch threads)\n")
+    print("| backend | batch 1 ms/frame | batch 16 ms/frame | max abs diff vs eager |")
+    print("|---|---|---|---|")
+    rng = np.random.default_rng(0)
+    obs1 = rng.integers(0, 256, (1, *exp.obs_format.shape), dtype=np.uint8)
+    obs16 = rng.integers(0, 256, (16, *exp.obs_format.shape), dtype=np.uint8)
+    ref = exp(obs16)
+    backends = available_backends()
+    for b in ["torch", "torch-compile", "onnx", "tensorrt"]:
+        if b not in backends:
+            print(f"| {b} | unavailable | | |")
+            continue
+        rt = load_runtime(exp, backend=b)
+        t1 = _time(lambda: rt(obs1), repeats)
+        t16 = _time(lambda: rt(obs16), max(20, repeats // 8)) / 16
+        diff = float(np.abs(rt(obs16) - ref).max())
+        print(f"| {b} | {t1:.2f} | {t16:.3f} | {diff:.1e} |")
+
+
+def env_table(env_name: str, spec: str, agent_spec: str, repeats: int) -> None:
+    import gymnasium as gym
+
+    import vmask_live as vm
+    from vmask_live.wrappers.live import LiveConfig, LiveSession
+
+    exp, _ = _explainer(spec)
+    agent = vm.load_agent(agent_spec)
+    print(f"\n### Env step overhead on {env_name} (median of {repeats} steps)\n")
+    print("| loop | ms/step |")
+    print("|---|---|")
+    bare = vm.make_env(env_name)
+    obs, _ = bare.reset(seed=0)
+
+    def bare_step():
+        nonlocal obs
+        a = agent.act(obs[None])[0][0]
+        obs, _, term, trunc, _ = bare.step(a)
+        if term or trunc:
+            obs, _ = bare.reset()
+
+    t_bare = _time(bare_step, repeats)
+    wrapped = vm.ExplainedEnv(vm.make_env(env_name), exp, agent=agent)
+    _, info = wrapped.reset(seed=0)
+    rt_backend = getattr(wrapped.explainer, "backend", "?")
+
+    def wrapped_step():
+        nonlocal info
+        _, _, term, trunc, info = wrapped.step(info["saliency_action"])
+        if term or trunc:
+            _, info = wrapped.reset()
+
+    t_wrapped = _time(wrapped_step, repeats)
+    print(f"| env + agent | {t_bare:.2f} |")
+    print(f"| ExplainedEnv (explainer backend auto = {rt_backend}) + agent | {t_wrapped:.2f} |")
+    print(f"| explainer overhead | {t_wrapped - t_bare:.2f} |")
+
+    session = LiveSession(LiveConfig(env=env_name, scale=4, fps=0), agent=agent, explainer=exp)
+    session.reset()
+    import pygame
+
+    pygame.init()
+    first = session.frame(fps=0.0)
+    screen = pygame.display.set_mode((first.shape[1], first.shape[0]))
+    n = max(100, repeats)
+    t = time.perf_counter()
+    for _ in range(n):
+        pygame.event.get()
+        if session.step():
+            session.reset()
+        frame = session.frame(fps=0.0)
+        screen.blit(pygame.surfarray.make_surface(frame.swapaxes(0, 1)), (0, 0))
+        pygame.display.flip()
+    fps = n / (time.perf_counter() - t)
+    pygame.display.quit()
+    print(f"| headless play loop at scale 4 ({first.shape[1]}x{first.shape[0]}) | {1000 / fps:.2f} ({fps:.0f} FPS) |")
+
+    n_envs = 16
+    venv = vm.ExplainedVectorEnv(gym.vector.SyncVectorEnv([lambda: vm.make_env(env_name) for _ in range(n_envs)]),
+                                 exp, agent=agent)
+    _, infos = venv.reset(seed=0)
+    steps = max(20, repeats // 8)
+
+    def vec_step():
+        nonlocal infos
+        _, _, _, _, infos = venv.step(infos["saliency_action"])
+
+    t_vec = _time(vec_step, steps, warmup=3)
+    per_env = t_vec / n_envs
+    print(f"| ExplainedVectorEnv, {n_envs} envs, per env-step | {per_env:.2f} |")
+    print(f"\nVector form throughput: {1000 / per_env:.0f} env-steps/s vs single {1000 / t_wrapped:.0f} "
+          f"({t_wrapped / per_env:.1f}x)")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--explainer", default="default:MsPacman")
+    p.add_argument("--agent", default="default:MsPacman")
+    p.add_argument("--env", default="MsPacman")
+    p.add_argument("--repeats", type=int, default=200)
+    p.add_argument("--skip-env", action="store_true")
+    args = p.parse_args()
+    backends_table(args.explainer, args.repeats)
+    if not args.skip_env:
+        env_table(args.env, args.explainer, args.agent, args.repeats)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""The paper's ablations (§4.4) as one sweep: each variant is a switch of the one trainer.
+
+``vmask-live ablate --data DIR --agent A --out DIR`` trains every variant with the same budget
+and seed on the same dataset, evaluates it on the same test states, and writes ``ablation.md``
+and ``ablation.json``. Variants: area loss (abs / hinge / stalder), a_max (0.1 / 0.2 / 0.4),
+reference (background / black / mean / blur), loss components (contrastive only, +NE,
++NE+area, +NE+area+TV), architecture (deeplab / fcn) and the Explainer loss of Stalder et al.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vmask_live.loss import LossConfig
+from vmask_live.train import TrainConfig, train
+
+__all__ = ["AblationConfig", "VARIANTS", "ablate"]
+
+
+def _v(group: str, name: str, **changes: Any) -> tuple[str, str, dict[str, Any]]:
+    return group, name, changes
+
+
+#: (group, name, changes to the base TrainConfig; ``loss.*`` keys change the LossConfig)
+VARIANTS = [
+    _v("area loss", "abs (eq. 5)", **{"loss.area_loss": "abs"}),
+    _v("area loss", "hinge", **{"loss.area_loss": "hinge"}),
+    _v("area loss", "stalder (min-max)", **{"loss.area_loss": "stalder"}),
+    _v("a_max", "0.1", **{"loss.a_max": 0.1}),
+    _v("a_max", "0.2", **{"loss.a_max": 0.2}),
+    _v("a_max", "0.4", **{"loss.a_max": 0.4}),
+    _v("reference", "background", reference="background"),
+    _v("reference", "black", reference="black"),
+    _v("reference", "mean", reference="mean"),
+    _v("reference", "blur", reference="blur"),
+    _v("components", "contrastive only", **{"loss.lambda_ne": 0.0, "loss.lambda_area": 0.0}),
+    _v("components", "+NE", **{"loss.lambda_area": 0.0}),
+    _v("components", "+NE+area", **{}),
+    _v("components", "+NE+area+TV", **{"loss.lambda_tv": 1.0}),
+    _v("architecture", "fcn", arch="fcn"),
+    _v("loss", "Explainer (Stalder et al.)", **{"loss.kind": "explainer"}),
+]
+
+
+@dataclass
+class AblationConfig:
+    """Sweep settings (the base run is a TrainConfig; each variant changes a few fields)."""
+
+    data: str = "data/beacon"
+    agent: str = ""
+    out: str = "runs/ablation"
+    base: dict | None = None
+    """TrainConfig fields shared by every variant (e.g. epochs, steps_per_epoch, width, loss)."""
+    n: int = 300
+    """Test states for the metrics."""
+    groups: str = "all"
+    """Comma-separated groups to run, or ``all``."""
+
+
+def _apply(base: TrainConfig, changes: dict[str, Any]) -> TrainConfig:
+    cfg = copy.deepcopy(base)
+    for key, value in changes.items():
+        if key.startswith("loss."):
+            setattr(cfg.loss, key[5:], value)
+        else:
+            setattr(cfg, key, value)
+    return cfg
+
+
+def ablate(cfg: AblationConfig, agent: Any = None, progress: bool = True) -> Path:
+    """Run the sweep (skipping variants already done in ``out``) and write the table."""
+    from vmask_live.agents import load_agent
+    from vmask_live.dataset import Dataset
+    from vmask_live.metrics import evaluate_maps
+
+    agent = agent if agent is not None else load_agent(cfg.agent)
+    base = TrainConfig.from_dict({**(cfg.base or {}), "data": cfg.data, "agent": cfg.agent})
+    ds = Dataset(cfg.data)
+    test = ds.split("test")
+    idx = np.sort(np.random.default_rng(0).choice(test, min(cfg.n, len(test)), replace=False))
+    fields = ("obs", "actions", "relevant") if ds.has_relevant else ("obs", "actions")
+    d = ds.get(idx, fields)
+    x, a = ds.obs_format.to_model(d["obs"]), torch.as_tensor(d["actions"])
+    relevant = torch.as_tensor(d["relevant"]) if ds.has_relevant else None
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    groups = None if cfg.groups == "all" else {g.strip() for g in cfg.groups.split(",")}
+    rows = []
+    for group, name, changes in VARIANTS:
+        if groups is not None and group not in groups:
+            continue
+        slug = f"{group}-{name}".replace(" ", "_").replace("/", "_").replace("(", "").replace(")", "").replace("+", "p")
+        done = out / f"{slug}.json"
+        if done.exists():
+            rows.append(json.loads(done.read_text()))
+            continue
+        tcfg = _apply(base, changes)
+        tcfg.out = str(out / slug)
+        res = train(tcfg, agent=agent, progress=progress)
+        exp = res.explainer
+        # every variant is scored with the background reference, so the columns compare the maps
+        from vmask_live.overlay import Reference
+
+        bg, mean = ds.statistics()
+        ref = Reference.from_data("background", bg, mean, height=ds.obs_format.chw[1])
+        m = evaluate_maps(agent, x, a, exp.attribute, ref, relevant, with_lle=True, lle_neighbours=5)
+        row = {"group": group, "variant": name, "changes": changes, "train_seconds": round(res.seconds, 1),
+               **{k: v for k, v in m.items() if not k.endswith("_curve")}}
+        done.write_text(json.dumps(row))
+        rows.append(row)
+    cols = [("accuracy", "Acc"), ("deletion", "Del ↓"), ("insertion", "Ins ↑"), ("lle", "LLE ↓"),
+            ("sparseness", "Sp ↑"), ("relevance_mass", "GT mass ↑"), ("pointing_game", "Pointing ↑")]
+    cols = [(k, h) for k, h in cols if all(k in r for r in rows)]
+    lines = [f"# Ablations on {ds.env}", "",
+             f"Base: `{json.dumps({k: v for k, v in asdict(base).items() if k not in ('data', 'agent', 'out')})}`", "",
+             f"Each variant: same data, seed and budget; metrics on {len(idx)} test states with the background reference.",
+             "", "| group | variant | " + " | ".join(h for _, h in cols) + " | train s |",
+             "|---|---|" + "---|" * (len(cols) + 1)]
+    for r in rows:
+        lines.append(f"| {r['group']} | {r['variant']} | " + " | ".join(f"{r[k]:.3g}" for k, _ in cols)
+                     + f" | {r['train_seconds']:.0f} |")
+    if "relevant_area" in rows[0]:
+        lines += ["", f"Relevant area (uniform-map GT mass): {rows[0]['relevant_area']:.2f}%"]
+    (out / "ablation.md").write_text("\n".join(lines) + "\n")
+    (out / "ablation.json").write_text(json.dumps(rows, indent=1))
+    return out / "ablation.md"
