@@ -38,15 +38,21 @@ def _explainer(spec: str):
     try:
         return vm.load_explainer(spec, backend="none"), spec
     except FileNotFoundError:
-        from vmask_live.testing import tiny_explainer  # noqa: F401 - only for the format helper
         from vmask_live.explainer import Explainer
         from vmask_live.model import build_explainer
         from vmask_live.observations import ObsFormat
         from vmask_live.overlay import Reference
+        from vmask_live.testing import tiny_explainer  # noqa: F401 - only for the format helper
 
         kw = {"in_channels": 4, "n_actions": 9, "input_size": [84, 84], "width": 16}
-        exp = Explainer(build_explainer("deeplab", **kw).eval(), "deeplab", kw, ObsFormat((4, 84, 84), "chw"),
-                        Reference("black"), [str(i) for i in range(9)])
+        exp = Explainer(
+            build_explainer("deeplab", **kw).eval(),
+            "deeplab",
+            kw,
+            ObsFormat((4, 84, 84), "chw"),
+            Reference("black"),
+            [str(i) for i in range(9)],
+        )
         return exp, "untrained deeplab (same architecture as the MsPacman default)"
 
 
@@ -67,8 +73,8 @@ def backends_table(spec: str, repeats: int) -> None:
             print(f"| {b} | unavailable | | |")
             continue
         rt = load_runtime(exp, backend=b)
-        t1 = _time(lambda: rt(obs1), repeats)
-        t16 = _time(lambda: rt(obs16), max(20, repeats // 8)) / 16
+        t1 = _time(lambda rt=rt: rt(obs1), repeats)
+        t16 = _time(lambda rt=rt: rt(obs16), max(20, repeats // 8)) / 16
         diff = float(np.abs(rt(obs16) - ref).max())
         print(f"| {b} | {t1:.2f} | {t16:.3f} | {diff:.1e} |")
 
@@ -131,8 +137,9 @@ def env_table(env_name: str, spec: str, agent_spec: str, repeats: int) -> None:
     print(f"| headless play loop at scale 4 ({first.shape[1]}x{first.shape[0]}) | {1000 / fps:.2f} ({fps:.0f} FPS) |")
 
     n_envs = 16
-    venv = vm.ExplainedVectorEnv(gym.vector.SyncVectorEnv([lambda: vm.make_env(env_name) for _ in range(n_envs)]),
-                                 exp, agent=agent)
+    venv = vm.ExplainedVectorEnv(
+        gym.vector.SyncVectorEnv([lambda: vm.make_env(env_name) for _ in range(n_envs)]), exp, agent=agent
+    )
     _, infos = venv.reset(seed=0)
     steps = max(20, repeats // 8)
 
@@ -143,8 +150,10 @@ def env_table(env_name: str, spec: str, agent_spec: str, repeats: int) -> None:
     t_vec = _time(vec_step, steps, warmup=3)
     per_env = t_vec / n_envs
     print(f"| ExplainedVectorEnv, {n_envs} envs, per env-step | {per_env:.2f} |")
-    print(f"\nVector form throughput: {1000 / per_env:.0f} env-steps/s vs single {1000 / t_wrapped:.0f} "
-          f"({t_wrapped / per_env:.1f}x)")
+    print(
+        f"\nVector form throughput: {1000 / per_env:.0f} env-steps/s vs single {1000 / t_wrapped:.0f} "
+        f"({t_wrapped / per_env:.1f}x)"
+    )
 
 
 def main() -> None:

@@ -24,5 +24,12 @@ from vmask_live.export.runtime import (
     resolve_backend,
 )
 
-__all__ = ["BACKENDS", "BackendUnavailable", "Runtime", "available_backends", "export_explainer",
-           "load_runtime", "resolve_backend"]
+__all__ = [
+    "BACKENDS",
+    "BackendUnavailable",
+    "Runtime",
+    "available_backends",
+    "export_explainer",
+    "load_runtime",
+    "resolve_backend",
+]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -33,16 +33,28 @@ def unavailable_reason(device: str) -> str:
 
 def export(explainer, path: Path, batch_size: int | None = None, precision: str = "fp32", device: str = "cpu") -> None:
     """Export with the torch.export-based ONNX exporter; a dynamic batch axis unless ``batch_size``."""
+    import logging
     import warnings
 
+    # the exporter logs one warning per torchvision op it cannot register; we use none of them
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     net = explainer.net.cpu().eval()
     c, h, w = explainer.obs_format.chw
     example = torch.rand(batch_size or 2, c, h, w)
     dynamic = None if batch_size else {"x": {0: torch.export.Dim("batch", min=1, max=4096)}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, (example,), str(path), input_names=["obs"], output_names=["maps"],
-                          dynamic_shapes=dynamic, dynamo=True, verbose=False, external_data=False)
+        torch.onnx.export(
+            net,
+            (example,),
+            str(path),
+            input_names=["obs"],
+            output_names=["maps"],
+            dynamic_shapes=dynamic,
+            dynamo=True,
+            verbose=False,
+            external_data=False,
+        )
 
 
 def load(path: Path, explainer, device: str = "cpu", compile: bool = False) -> Callable[[np.ndarray], np.ndarray]:

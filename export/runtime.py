@@ -5,20 +5,33 @@ from __future__ import annotations
 import importlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from vmask_live.explainer import Explainer
 
-__all__ = ["BACKENDS", "BackendUnavailable", "Runtime", "available_backends", "resolve_backend",
-           "export_explainer", "load_runtime", "cache_dir"]
+__all__ = [
+    "BACKENDS",
+    "BackendUnavailable",
+    "Runtime",
+    "available_backends",
+    "resolve_backend",
+    "export_explainer",
+    "load_runtime",
+    "cache_dir",
+]
 
 BACKENDS = ("tensorrt", "onnx", "torch", "torch-compile")
-_MODULES = {"tensorrt": "tensorrt_backend", "onnx": "onnx_backend", "torch": "torch_backend",
-            "torch-compile": "torch_backend"}
+_MODULES = {
+    "tensorrt": "tensorrt_backend",
+    "onnx": "onnx_backend",
+    "torch": "torch_backend",
+    "torch-compile": "torch_backend",
+}
 _INSTALL = {
     "tensorrt": 'pip install "vmask-live[tensorrt]" (needs an NVIDIA GPU with CUDA)',
     "onnx": 'pip install "vmask-live[onnx]" (onnx, onnxscript, onnxruntime)',
@@ -62,8 +75,10 @@ def resolve_backend(backend: str, device: str = "auto") -> tuple[str, str]:
         raise ValueError(f"Expected backend in {('auto',) + BACKENDS}, got {backend!r}")
     if not _module(backend).available(device):
         reason = getattr(_module(backend), "unavailable_reason", lambda d: "")(device)
-        raise BackendUnavailable(f"Backend {backend!r} is not available on {device}{': ' + reason if reason else ''}; "
-                                 f"install it with `{_INSTALL[backend]}`")
+        raise BackendUnavailable(
+            f"Backend {backend!r} is not available on {device}{': ' + reason if reason else ''}; "
+            f"install it with `{_INSTALL[backend]}`"
+        )
     return backend, device
 
 
@@ -76,8 +91,15 @@ def _artifact_name(exp: Explainer, backend: str, batch_size: int | None, precisi
     return f"{exp.weights_hash()[:16]}-{backend}-{batch}-{precision}{_module(backend).SUFFIX}"
 
 
-def export_explainer(exp: Explainer, backend: str, out: str | os.PathLike | None = None, *,
-                     batch_size: int | None = None, precision: str = "fp32", device: str = "auto") -> Path:
+def export_explainer(
+    exp: Explainer,
+    backend: str,
+    out: str | os.PathLike | None = None,
+    *,
+    batch_size: int | None = None,
+    precision: str = "fp32",
+    device: str = "auto",
+) -> Path:
     """Compile ``exp`` for ``backend`` and write the artifact plus a JSON sidecar.
 
     The sidecar records the weights hash, input shape, batch size, precision and backend; loading
@@ -94,9 +116,16 @@ def export_explainer(exp: Explainer, backend: str, out: str | os.PathLike | None
     tmp = path.with_name(f".{path.name}.tmp{mod.SUFFIX}")
     mod.export(exp, tmp, batch_size=batch_size, precision=precision, device=device)
     os.replace(tmp, path)
-    sidecar = {"backend": backend, "weights_hash": exp.weights_hash(), "input_shape": list(exp.obs_format.chw),
-               "batch_size": batch_size, "precision": precision, "device": device,
-               "torch": torch.__version__, "checkpoint": str(exp.path) if exp.path else None}
+    sidecar = {
+        "backend": backend,
+        "weights_hash": exp.weights_hash(),
+        "input_shape": list(exp.obs_format.chw),
+        "batch_size": batch_size,
+        "precision": precision,
+        "device": device,
+        "torch": torch.__version__,
+        "checkpoint": str(exp.path) if exp.path else None,
+    }
     path.with_name(path.name + ".json").write_text(json.dumps(sidecar, indent=1))
     return path
 
@@ -110,8 +139,15 @@ class Runtime:
     ``action_names``, ``reference``, ``explainer``) plus ``backend`` and ``device``.
     """
 
-    def __init__(self, exp: Explainer, fn: Callable[[np.ndarray], np.ndarray], backend: str, device: str,
-                 artifact: Path | None = None, batch_size: int | None = None) -> None:
+    def __init__(
+        self,
+        exp: Explainer,
+        fn: Callable[[np.ndarray], np.ndarray],
+        backend: str,
+        device: str,
+        artifact: Path | None = None,
+        batch_size: int | None = None,
+    ) -> None:
         self.explainer = exp
         self._fn = fn
         self.backend = backend
@@ -158,9 +194,15 @@ def _read_sidecar(path: Path) -> dict[str, Any]:
     return json.loads(side.read_text())
 
 
-def load_runtime(spec: str | os.PathLike | Explainer, backend: str = "auto", device: str = "auto", *,
-                 batch_size: int | None = None, precision: str = "fp32", artifact: str | os.PathLike | None = None,
-                 ) -> Runtime:
+def load_runtime(
+    spec: str | os.PathLike | Explainer,
+    backend: str = "auto",
+    device: str = "auto",
+    *,
+    batch_size: int | None = None,
+    precision: str = "fp32",
+    artifact: str | os.PathLike | None = None,
+) -> Runtime:
     """Load an explainer for inference on the best (or the named) backend.
 
     Args:
@@ -188,8 +230,10 @@ def load_runtime(spec: str | os.PathLike | Explainer, backend: str = "auto", dev
             side = _read_sidecar(art)
             if side["weights_hash"] != exp.weights_hash():
                 if artifact:
-                    raise ValueError(f"Artifact {str(art)!r} was exported from other weights "
-                                     f"({side['weights_hash'][:12]} != {exp.weights_hash()[:12]}); re-export it")
+                    raise ValueError(
+                        f"Artifact {str(art)!r} was exported from other weights "
+                        f"({side['weights_hash'][:12]} != {exp.weights_hash()[:12]}); re-export it"
+                    )
                 art.unlink()
         if not art.exists():
             export_explainer(exp, backend, art, batch_size=batch_size, precision=precision, device=device)

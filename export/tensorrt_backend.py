@@ -8,8 +8,8 @@ without recompiling. Install with ``pip install "vmask-live[tensorrt]"``.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -19,7 +19,9 @@ def export(explainer, path: Path, batch_size: int | None = None, precision: str 
     raise ValueError("The torch backend runs the checkpoint itself; there is nothing to export")
 
 
-def load(path: Path | None, explainer, device: str = "cpu", compile: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+def load(
+    path: Path | None, explainer, device: str = "cpu", compile: bool = False
+) -> Callable[[np.ndarray], np.ndarray]:
     net = explainer.net.to(device).eval()
     fn = torch.compile(net, mode="reduce-overhead" if device == "cuda" else "default") if compile else net
 

@@ -34,8 +34,11 @@ def beacon_data(beacon_agent, tmp_path_factory):
     from vmask_live.dataset import CollectConfig, collect
 
     out = tmp_path_factory.mktemp("data") / "beacon"
-    return collect(CollectConfig(env="Beacon", out=str(out), steps=6000, shard_size=2000, seed=0),
-                   agent=beacon_agent[0], progress=False)
+    return collect(
+        CollectConfig(env="Beacon", out=str(out), steps=6000, shard_size=2000, seed=0),
+        agent=beacon_agent[0],
+        progress=False,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +48,14 @@ def beacon_explainer(beacon_agent, beacon_data, tmp_path_factory):
     from vmask_live.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("run")
-    cfg = TrainConfig(data=str(beacon_data.path), out=str(out), epochs=3, steps_per_epoch=100, batch_size=16,
-                      width=8, lr=2e-3, loss=LossConfig(area_loss="abs", a_max=0.02))
+    cfg = TrainConfig(
+        data=str(beacon_data.path),
+        out=str(out),
+        epochs=3,
+        steps_per_epoch=100,
+        batch_size=16,
+        width=8,
+        lr=2e-3,
+        loss=LossConfig(area_loss="abs", a_max=0.02),
+    )
     return train(cfg, agent=beacon_agent[0], progress=False)

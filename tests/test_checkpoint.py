@@ -38,8 +38,12 @@ def test_corrupt_truncated_and_foreign_files(tmp_path):
 
 def test_agent_checkpoint_is_not_an_explainer(tmp_path):
     agent = tiny_agent()
-    path = save_agent(tmp_path / "a.safetensors", agent, "small_cnn",
-                      {"in_channels": 1, "n_actions": 5, "input_size": [84, 84], "width": 4})
+    path = save_agent(
+        tmp_path / "a.safetensors",
+        agent,
+        "small_cnn",
+        {"in_channels": 1, "n_actions": 5, "input_size": [84, 84], "width": 4},
+    )
     with pytest.raises(CheckpointError, match="Expected a vmask-live explainer checkpoint, got a 'agent'"):
         load_explainer(path, backend="none")
     back = load_agent(path)

@@ -11,8 +11,9 @@ ENV = {**os.environ, "SDL_VIDEODRIVER": "dummy", "OMP_NUM_THREADS": "1"}
 
 
 def run(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "vmask_live.cli", *args], capture_output=True, text=True, env=ENV,
-                          timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vmask_live.cli", *args], capture_output=True, text=True, env=ENV, timeout=600
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"vmask-live {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -26,17 +27,58 @@ def test_envs_lists_names():
 def test_collect_train_evaluate_export_info(beacon_agent, tmp_path):
     agent_path = str(beacon_agent[2])
     data, runs, report = tmp_path / "data", tmp_path / "run", tmp_path / "eval"
-    run("collect", "--env", "Beacon", "--agent", agent_path, "--out", str(data), "--steps", "1200",
-        "--shard-size", "500", "--n-envs", "8")
+    run(
+        "collect",
+        "--env",
+        "Beacon",
+        "--agent",
+        agent_path,
+        "--out",
+        str(data),
+        "--steps",
+        "1200",
+        "--shard-size",
+        "500",
+        "--n-envs",
+        "8",
+    )
     assert json.loads((data / "manifest.json").read_text())["n_samples"] == 1200
-    run("train", "--data", str(data), "--agent", agent_path, "--out", str(runs), "--epochs", "1",
-        "--steps-per-epoch", "3", "--batch-size", "8", "--width", "4")
+    run(
+        "train",
+        "--data",
+        str(data),
+        "--agent",
+        agent_path,
+        "--out",
+        str(runs),
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "3",
+        "--batch-size",
+        "8",
+        "--width",
+        "4",
+    )
     ckpt = runs / "explainer.safetensors"
     assert ckpt.exists()
     meta = json.loads(run("info", str(ckpt)).stdout)
     assert meta["n_actions"] == 5 and meta["reference"]["kind"] == "background"
-    run("evaluate", "--data", str(data), "--agent", agent_path, "--explainer", str(ckpt), "--methods",
-        "visionmask,greydanus", "--n", "8", "--out", str(report))
+    run(
+        "evaluate",
+        "--data",
+        str(data),
+        "--agent",
+        agent_path,
+        "--explainer",
+        str(ckpt),
+        "--methods",
+        "visionmask,greydanus",
+        "--n",
+        "8",
+        "--out",
+        str(report),
+    )
     text = (report / "report.md").read_text()
     assert "| visionmask |" in text and "| greydanus |" in text
     for png in ("curves.png", "grid.png", "counterfactual.png", "radar.png"):
@@ -50,8 +92,18 @@ def test_errors_are_one_line_messages(tmp_path):
     assert proc.returncode == 2 and "Unknown env 'Nope'" in proc.stderr and "Traceback" not in proc.stderr
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not a checkpoint")
-    proc = run("record", "--env", "Beacon", "--explainer", str(bad), "--agent", str(bad), "--out",
-               str(tmp_path / "x.mp4"), check=False)
+    proc = run(
+        "record",
+        "--env",
+        "Beacon",
+        "--explainer",
+        str(bad),
+        "--agent",
+        str(bad),
+        "--out",
+        str(tmp_path / "x.mp4"),
+        check=False,
+    )
     assert proc.returncode == 2 and "corrupt or truncated" in proc.stderr
     proc = run("export", "--explainer", str(bad), "--backend", "tensorrt", check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

@@ -32,8 +32,9 @@ def test_explainer_is_faithful_and_points_at_the_relevant_pixels(beacon_agent, b
     idx = ds.split("test")[:300]
     d = ds.get(idx, ("obs", "actions", "relevant"))
     x, a = ds.obs_format.to_model(d["obs"]), torch.as_tensor(d["actions"])
-    res = evaluate_maps(agent, x, a, exp.attribute, exp.reference, relevant=torch.as_tensor(d["relevant"]),
-                        with_lle=False)
+    res = evaluate_maps(
+        agent, x, a, exp.attribute, exp.reference, relevant=torch.as_tensor(d["relevant"]), with_lle=False
+    )
     print(res)
     assert res["accuracy"] >= 90.0, res
     assert res["relevance_mass"] >= 3 * res["relevant_area"], res
@@ -82,8 +83,16 @@ def test_dataset_from_another_agent_is_refused(beacon_data, tmp_path):
 def test_training_resumes_from_last_checkpoint(beacon_agent, beacon_data, tmp_path):
     from vmask_live.train import TrainConfig, train
 
-    cfg = TrainConfig(data=str(beacon_data.path), out=str(tmp_path), epochs=1, steps_per_epoch=4, batch_size=8,
-                      width=4, val_samples=16, checkpoint_every=2)
+    cfg = TrainConfig(
+        data=str(beacon_data.path),
+        out=str(tmp_path),
+        epochs=1,
+        steps_per_epoch=4,
+        batch_size=8,
+        width=4,
+        val_samples=16,
+        checkpoint_every=2,
+    )
     first = train(cfg, agent=beacon_agent[0], progress=False)
     assert len(first.history) == 1 and (tmp_path / "last.safetensors").exists()
     cfg.epochs, cfg.resume = 2, True

@@ -67,8 +67,9 @@ def test_all_masked_states_go_through_one_agent_call(kind):
     agent = _CountingAgent(K)
     s = torch.rand(B, 2, 8, 8)
     masks = torch.rand(B, K, 8, 8, requires_grad=True)
-    loss, terms = visionmask_loss(agent, s, torch.tensor([0, 1, 3]), masks, torch.zeros(1, 2, 8, 8),
-                                  LossConfig(kind=kind, lambda_tv=0.1))
+    loss, terms = visionmask_loss(
+        agent, s, torch.tensor([0, 1, 3]), masks, torch.zeros(1, 2, 8, 8), LossConfig(kind=kind, lambda_tv=0.1)
+    )
     assert agent.calls == [B * 2 * K] if kind == "visionmask" else agent.calls == [B * 3]
     loss.backward()
     assert masks.grad is not None and masks.grad.abs().sum() > 0

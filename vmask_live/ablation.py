@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from vmask_live.loss import LossConfig
 from vmask_live.train import TrainConfig, train
 
 __all__ = ["AblationConfig", "VARIANTS", "ablate"]
@@ -111,21 +110,41 @@ def ablate(cfg: AblationConfig, agent: Any = None, progress: bool = True) -> Pat
         bg, mean = ds.statistics()
         ref = Reference.from_data("background", bg, mean, height=ds.obs_format.chw[1])
         m = evaluate_maps(agent, x, a, exp.attribute, ref, relevant, with_lle=True, lle_neighbours=5)
-        row = {"group": group, "variant": name, "changes": changes, "train_seconds": round(res.seconds, 1),
-               **{k: v for k, v in m.items() if not k.endswith("_curve")}}
+        row = {
+            "group": group,
+            "variant": name,
+            "changes": changes,
+            "train_seconds": round(res.seconds, 1),
+            **{k: v for k, v in m.items() if not k.endswith("_curve")},
+        }
         done.write_text(json.dumps(row))
         rows.append(row)
-    cols = [("accuracy", "Acc"), ("deletion", "Del ↓"), ("insertion", "Ins ↑"), ("lle", "LLE ↓"),
-            ("sparseness", "Sp ↑"), ("relevance_mass", "GT mass ↑"), ("pointing_game", "Pointing ↑")]
+    cols = [
+        ("accuracy", "Acc"),
+        ("deletion", "Del ↓"),
+        ("insertion", "Ins ↑"),
+        ("lle", "LLE ↓"),
+        ("sparseness", "Sp ↑"),
+        ("relevance_mass", "GT mass ↑"),
+        ("pointing_game", "Pointing ↑"),
+    ]
     cols = [(k, h) for k, h in cols if all(k in r for r in rows)]
-    lines = [f"# Ablations on {ds.env}", "",
-             f"Base: `{json.dumps({k: v for k, v in asdict(base).items() if k not in ('data', 'agent', 'out')})}`", "",
-             f"Each variant: same data, seed and budget; metrics on {len(idx)} test states with the background reference.",
-             "", "| group | variant | " + " | ".join(h for _, h in cols) + " | train s |",
-             "|---|---|" + "---|" * (len(cols) + 1)]
+    lines = [
+        f"# Ablations on {ds.env}",
+        "",
+        f"Base: `{json.dumps({k: v for k, v in asdict(base).items() if k not in ('data', 'agent', 'out')})}`",
+        "",
+        f"Each variant: same data, seed and budget; metrics on {len(idx)} test states with the background reference.",
+        "",
+        "| group | variant | " + " | ".join(h for _, h in cols) + " | train s |",
+        "|---|---|" + "---|" * (len(cols) + 1),
+    ]
     for r in rows:
-        lines.append(f"| {r['group']} | {r['variant']} | " + " | ".join(f"{r[k]:.3g}" for k, _ in cols)
-                     + f" | {r['train_seconds']:.0f} |")
+        lines.append(
+            f"| {r['group']} | {r['variant']} | "
+            + " | ".join(f"{r[k]:.3g}" for k, _ in cols)
+            + f" | {r['train_seconds']:.0f} |"
+        )
     if "relevant_area" in rows[0]:
         lines += ["", f"Relevant area (uniform-map GT mass): {rows[0]['relevant_area']:.2f}%"]
     (out / "ablation.md").write_text("\n".join(lines) + "\n")

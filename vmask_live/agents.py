@@ -10,8 +10,9 @@ for our own agent checkpoints (safetensors + JSON; never unpickled).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -53,8 +54,9 @@ class Agent(nn.Module):
         return self
 
     @torch.inference_mode()
-    def act(self, obs: np.ndarray, deterministic: bool = True, rng: np.random.Generator | None = None
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def act(
+        self, obs: np.ndarray, deterministic: bool = True, rng: np.random.Generator | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Raw observation batch -> (actions, probabilities, logits) as numpy arrays."""
         logits = self(self.obs_format.to_model(obs, self.device)).float()
         probs = torch.softmax(logits, dim=1).cpu().numpy()
@@ -77,8 +79,14 @@ class TorchAgent(Agent):
         input_scale: the module receives ``x * input_scale`` (255 if it expects raw pixel values).
     """
 
-    def __init__(self, module: nn.Module, obs_format: ObsFormat, n_actions: int, input_scale: float = 1.0,
-                 action_names: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        module: nn.Module,
+        obs_format: ObsFormat,
+        n_actions: int,
+        input_scale: float = 1.0,
+        action_names: Sequence[str] | None = None,
+    ) -> None:
         super().__init__(obs_format, n_actions, action_names)
         self.module = module
         self.input_scale = float(input_scale)
@@ -110,12 +118,17 @@ class SB3Agent(Agent):
 class NatureCNN(nn.Module):
     """The DQN-Nature / SB3 ``CnnPolicy`` torso with a linear action head (weights import from SB3)."""
 
-    def __init__(self, in_channels: int, n_actions: int, input_size: Sequence[int] = (84, 84), features: int = 512) -> None:
+    def __init__(
+        self, in_channels: int, n_actions: int, input_size: Sequence[int] = (84, 84), features: int = 512
+    ) -> None:
         super().__init__()
         self.cnn = nn.Sequential(
-            nn.Conv2d(in_channels, 32, 8, stride=4), nn.ReLU(),
-            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
-            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
+            nn.Conv2d(in_channels, 32, 8, stride=4),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=1),
+            nn.ReLU(),
             nn.Flatten(),
         )
         with torch.no_grad():
@@ -133,9 +146,12 @@ class SmallCNN(nn.Module):
     def __init__(self, in_channels: int, n_actions: int, input_size: Sequence[int] = (84, 84), width: int = 16) -> None:
         super().__init__()
         self.cnn = nn.Sequential(
-            nn.Conv2d(in_channels, width, 5, stride=2, padding=2), nn.ReLU(),
-            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(in_channels, width, 5, stride=2, padding=2),
+            nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1),
+            nn.ReLU(),
             nn.Flatten(),
         )
         with torch.no_grad():
@@ -151,12 +167,20 @@ class KeypointCNN(nn.Module):
     expected (x, y) positions -> MLP -> logits. It learns "where are the objects" from few samples,
     so behaviour cloning of the ground-truth expert generalises in seconds on a CPU."""
 
-    def __init__(self, in_channels: int, n_actions: int, input_size: Sequence[int] = (84, 84), width: int = 16,
-                 keypoints: int = 8) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        n_actions: int,
+        input_size: Sequence[int] = (84, 84),
+        width: int = 16,
+        keypoints: int = 8,
+    ) -> None:
         super().__init__()
         self.cnn = nn.Sequential(
-            nn.Conv2d(in_channels, width, 5, stride=2, padding=2), nn.ReLU(),
-            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(in_channels, width, 5, stride=2, padding=2),
+            nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
+            nn.ReLU(),
             nn.Conv2d(2 * width, keypoints, 3, padding=1),
         )
         self.head = nn.Sequential(nn.Linear(3 * keypoints, 128), nn.ReLU(), nn.Linear(128, n_actions))
@@ -176,8 +200,13 @@ class KeypointCNN(nn.Module):
 AGENT_ARCHS: dict[str, type[nn.Module]] = {"nature_cnn": NatureCNN, "small_cnn": SmallCNN, "keypoint_cnn": KeypointCNN}
 
 
-def save_agent(path: str | os.PathLike, agent: TorchAgent, arch: str, arch_kwargs: dict[str, Any],
-               info: dict[str, Any] | None = None) -> Path:
+def save_agent(
+    path: str | os.PathLike,
+    agent: TorchAgent,
+    arch: str,
+    arch_kwargs: dict[str, Any],
+    info: dict[str, Any] | None = None,
+) -> Path:
     """Save a :class:`TorchAgent` built from one of :data:`AGENT_ARCHS` as our agent checkpoint."""
     meta = {
         "format": "agent",
@@ -199,8 +228,13 @@ def _load_agent_checkpoint(path: Path) -> TorchAgent:
         raise CheckpointError(f"Unknown agent architecture {meta.get('arch')!r} in {str(path)!r}")
     module = AGENT_ARCHS[meta["arch"]](**meta["arch_kwargs"])
     load_state(module, tensors, "module.", path)
-    agent = TorchAgent(module, ObsFormat.from_dict(meta["obs_format"]), meta["n_actions"],
-                       meta.get("input_scale", 1.0), meta.get("action_names"))
+    agent = TorchAgent(
+        module,
+        ObsFormat.from_dict(meta["obs_format"]),
+        meta["n_actions"],
+        meta.get("input_scale", 1.0),
+        meta.get("action_names"),
+    )
     agent.info = meta.get("info", {})  # type: ignore[attr-defined]
     return agent.freeze()
 
@@ -215,8 +249,16 @@ def _load_sb3(path: Path, algo: str | None) -> SB3Agent:
         if cls is None:
             raise ValueError(f"Unknown SB3 algorithm {name!r}; expected PPO, A2C or DQN")
         try:
-            model = cls.load(str(path), device="cpu", custom_objects={"learning_rate": 0.0, "lr_schedule": lambda _: 0.0,
-                                                                     "clip_range": lambda _: 0.0, "exploration_schedule": lambda _: 0.0})
+            model = cls.load(
+                str(path),
+                device="cpu",
+                custom_objects={
+                    "learning_rate": 0.0,
+                    "lr_schedule": lambda _: 0.0,
+                    "clip_range": lambda _: 0.0,
+                    "exploration_schedule": lambda _: 0.0,
+                },
+            )
         except Exception as err:  # noqa: BLE001 - try the next algorithm, report all at the end
             errors.append(f"{name}: {type(err).__name__}: {str(err)[:120]}")
             continue
@@ -239,8 +281,13 @@ def default_path(name: str, kind: str) -> Path:
     return path
 
 
-def load_agent(spec: str | os.PathLike | nn.Module, *, algo: str | None = None, obs_format: ObsFormat | None = None,
-               n_actions: int | None = None) -> Agent:
+def load_agent(
+    spec: str | os.PathLike | nn.Module,
+    *,
+    algo: str | None = None,
+    obs_format: ObsFormat | None = None,
+    n_actions: int | None = None,
+) -> Agent:
     """Load an agent.
 
     Args:

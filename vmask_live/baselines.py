@@ -10,7 +10,8 @@ VisionMask and the Explainer of Stalder et al. are trained explainers (:class:`E
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -18,8 +19,18 @@ from torch import nn
 
 from vmask_live.overlay import Reference, gaussian_blur, overlay
 
-__all__ = ["Greydanus", "SARFA", "RISE", "LIME", "VanillaGradient", "GradCAM", "IntegratedGradients",
-           "ExplainerMethod", "METHODS", "build_method"]
+__all__ = [
+    "Greydanus",
+    "SARFA",
+    "RISE",
+    "LIME",
+    "VanillaGradient",
+    "GradCAM",
+    "IntegratedGradients",
+    "ExplainerMethod",
+    "METHODS",
+    "build_method",
+]
 
 
 def _chunks(n: int, size: int):
@@ -30,8 +41,14 @@ def _chunks(n: int, size: int):
 class _Perturbation:
     """Greydanus-style perturbations: a blurred copy under Gaussian masks centred on a grid."""
 
-    def __init__(self, agent: nn.Module, sigma: float = 5.0, stride: int = 5, blur_sigma: float = 3.0,
-                 perturbations_per_eval: int = 512) -> None:
+    def __init__(
+        self,
+        agent: nn.Module,
+        sigma: float = 5.0,
+        stride: int = 5,
+        blur_sigma: float = 3.0,
+        perturbations_per_eval: int = 512,
+    ) -> None:
         self.agent, self.sigma, self.stride = agent, sigma, stride
         self.blur_sigma = blur_sigma
         self.perturbations_per_eval = perturbations_per_eval
@@ -46,8 +63,12 @@ class _Perturbation:
         masks = gy[:, None, :, None] * gx[None, :, None, :]  # (ny, nx, h, w)
         return masks.flatten(0, 1), len(ys), len(xs)
 
-    def _scores(self, x: torch.Tensor, actions: torch.Tensor,
-                score: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    def _scores(
+        self,
+        x: torch.Tensor,
+        actions: torch.Tensor,
+        score: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+    ) -> torch.Tensor:
         B, C, H, W = x.shape
         masks, ny, nx = self._masks(H, W, x.device)
         size = int(4 * self.blur_sigma) | 1
@@ -102,8 +123,16 @@ class RISE:
         cells: grid cells per side before upsampling; p: keep probability.
     """
 
-    def __init__(self, agent: nn.Module, reference: Reference, n_masks: int = 2000, cells: int = 7, p: float = 0.5,
-                 seed: int = 0, perturbations_per_eval: int = 500) -> None:
+    def __init__(
+        self,
+        agent: nn.Module,
+        reference: Reference,
+        n_masks: int = 2000,
+        cells: int = 7,
+        p: float = 0.5,
+        seed: int = 0,
+        perturbations_per_eval: int = 500,
+    ) -> None:
         self.agent, self.reference = agent, reference
         self.n_masks, self.cells, self.p, self.seed = n_masks, cells, p, seed
         self.perturbations_per_eval = perturbations_per_eval
@@ -114,8 +143,9 @@ class RISE:
             g = torch.Generator().manual_seed(self.seed)
             grid = (torch.rand(self.n_masks, 1, self.cells, self.cells, generator=g) < self.p).float()
             ch, cw = math.ceil(h / self.cells), math.ceil(w / self.cells)
-            up = F.interpolate(grid, size=((self.cells + 1) * ch, (self.cells + 1) * cw), mode="bilinear",
-                               align_corners=False)
+            up = F.interpolate(
+                grid, size=((self.cells + 1) * ch, (self.cells + 1) * cw), mode="bilinear", align_corners=False
+            )
             dy = torch.randint(0, ch, (self.n_masks,), generator=g)
             dx = torch.randint(0, cw, (self.n_masks,), generator=g)
             self._masks = torch.stack([up[i, 0, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(self.n_masks)])
@@ -148,8 +178,14 @@ class LIME:
     """Ribeiro et al. 2016 through captum's ``Lime``: superpixels switched between the state and
     the reference, a weighted linear fit (n_samples agent passes per state)."""
 
-    def __init__(self, agent: nn.Module, reference: Reference, n_samples: int = 300, superpixel: int = 6,
-                 perturbations_per_eval: int = 100) -> None:
+    def __init__(
+        self,
+        agent: nn.Module,
+        reference: Reference,
+        n_samples: int = 300,
+        superpixel: int = 6,
+        perturbations_per_eval: int = 100,
+    ) -> None:
         from vmask_live._optional import require
 
         require("captum", "baselines")
@@ -165,8 +201,14 @@ class LIME:
         r = self.reference(x).expand_as(x)
         out = []
         for b in range(B):
-            attr = lime.attribute(x[b : b + 1], target=int(actions[b]), baselines=r[b : b + 1], feature_mask=fmask,
-                                  n_samples=self.n_samples, perturbations_per_eval=self.ppe)
+            attr = lime.attribute(
+                x[b : b + 1],
+                target=int(actions[b]),
+                baselines=r[b : b + 1],
+                feature_mask=fmask,
+                n_samples=self.n_samples,
+                perturbations_per_eval=self.ppe,
+            )
             out.append(attr[0, 0])  # the same weight on every channel of a superpixel
         return torch.stack(out)
 
@@ -225,11 +267,27 @@ class ExplainerMethod:
         return self.explainer.attribute(x, actions)
 
 
-METHODS = ("visionmask", "explainer", "greydanus", "sarfa", "rise", "lime", "gradient", "gradcam", "integrated_gradients")
+METHODS = (
+    "visionmask",
+    "explainer",
+    "greydanus",
+    "sarfa",
+    "rise",
+    "lime",
+    "gradient",
+    "gradcam",
+    "integrated_gradients",
+)
 
 
-def build_method(name: str, agent: nn.Module, reference: Reference, explainer: Any = None,
-                 rise_masks: int = 2000, lime_samples: int = 300) -> Any:
+def build_method(
+    name: str,
+    agent: nn.Module,
+    reference: Reference,
+    explainer: Any = None,
+    rise_masks: int = 2000,
+    lime_samples: int = 300,
+) -> Any:
     """Construct a method by name (``explainer`` is needed for visionmask / explainer)."""
     if name in ("visionmask", "explainer"):
         if explainer is None:

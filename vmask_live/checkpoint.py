@@ -80,7 +80,7 @@ def read_checkpoint(path: str | os.PathLike, expect_format: str) -> tuple[dict[s
 
 def load_state(module: torch.nn.Module, tensors: dict[str, torch.Tensor], prefix: str, path: Any) -> None:
     """Load ``prefix``-ed tensors into ``module``, reporting missing and unexpected keys."""
-    state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
     result = module.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise CheckpointError(

@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Live VisionMask saliency for pixel RL agents.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Live VisionMask saliency for pixel RL agents.",
+)
 console = Console(stderr=True)
 
 
@@ -74,11 +77,16 @@ def train_agent(
     try:
         if algo == Algo.bc:
             path = out if out.suffix == ".safetensors" else out / "agent.safetensors"
-            _, metrics = train_bc(BCConfig(env=env, out=str(path), samples=steps if steps != 1_000_000 else 10_000, seed=seed))
+            _, metrics = train_bc(
+                BCConfig(env=env, out=str(path), samples=steps if steps != 1_000_000 else 10_000, seed=seed)
+            )
             console.print(f"agent saved to {path}: {metrics}")
             return
-        zip_path = train_ppo(PPOConfig(env=env, out=str(out), total_steps=steps, n_envs=n_envs, seed=seed,
-                                       subprocess=subprocess, resume=resume))
+        zip_path = train_ppo(
+            PPOConfig(
+                env=env, out=str(out), total_steps=steps, n_envs=n_envs, seed=seed, subprocess=subprocess, resume=resume
+            )
+        )
         agent_path = out / "agent.safetensors"
         export_ppo(zip_path, agent_path)
         scores = evaluate_agent(agent_path, env, eval_episodes, seed=seed + 100)
@@ -105,8 +113,19 @@ def collect(
     from vmask_live.dataset import collect as run
 
     try:
-        ds = run(CollectConfig(env=env, agent=agent, out=str(out), steps=steps, n_envs=n_envs, shard_size=shard_size,
-                               seed=seed, deterministic=deterministic, resume=resume))
+        ds = run(
+            CollectConfig(
+                env=env,
+                agent=agent,
+                out=str(out),
+                steps=steps,
+                n_envs=n_envs,
+                shard_size=shard_size,
+                seed=seed,
+                deterministic=deterministic,
+                resume=resume,
+            )
+        )
     except KeyboardInterrupt as err:
         console.print(f"[yellow]{err}[/]")
         raise typer.Exit(130) from None
@@ -132,9 +151,9 @@ def train(
     lr: float = 1e-3,
     batch_size: int = 32,
     epochs: int = 10,
-    steps_per_epoch: Optional[int] = None,
+    steps_per_epoch: int | None = None,
     patience: int = 3,
-    max_minutes: Optional[float] = None,
+    max_minutes: float | None = None,
     seed: int = 0,
     resume: bool = False,
     device: str = "cpu",
@@ -145,11 +164,31 @@ def train(
     from vmask_live.train import train as run
 
     try:
-        cfg = TrainConfig(data=str(data), agent=agent, out=str(out), arch=arch, width=width, reference=reference,
-                          loss=LossConfig(a_max=a_max, area_loss=area_loss, lambda_ne=lambda_ne, lambda_area=lambda_area,
-                                          lambda_tv=lambda_tv, kind=loss_kind),
-                          lr=lr, batch_size=batch_size, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                          patience=patience, max_minutes=max_minutes, seed=seed, resume=resume, device=device)
+        cfg = TrainConfig(
+            data=str(data),
+            agent=agent,
+            out=str(out),
+            arch=arch,
+            width=width,
+            reference=reference,
+            loss=LossConfig(
+                a_max=a_max,
+                area_loss=area_loss,
+                lambda_ne=lambda_ne,
+                lambda_area=lambda_area,
+                lambda_tv=lambda_tv,
+                kind=loss_kind,
+            ),
+            lr=lr,
+            batch_size=batch_size,
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            patience=patience,
+            max_minutes=max_minutes,
+            seed=seed,
+            resume=resume,
+            device=device,
+        )
         res = run(cfg)
     except KeyboardInterrupt as err:
         console.print(f"[yellow]{err}[/]")
@@ -174,8 +213,11 @@ def evaluate(
     from vmask_live.evaluate import evaluate as run
 
     try:
-        report = run(EvaluateConfig(data=str(data), agent=agent, explainer=explainer, methods=methods, n=n,
-                                    out=str(out), seed=seed))
+        report = run(
+            EvaluateConfig(
+                data=str(data), agent=agent, explainer=explainer, methods=methods, n=n, out=str(out), seed=seed
+            )
+        )
     except _USER_ERRORS as err:
         _fail(err)
     console.print(f"report: {report}")
@@ -204,20 +246,30 @@ def ablate(
 def _live_cfg(env, agent, explainer, backend, scale, fps, episodes, max_steps, seed, deterministic):
     from vmask_live.wrappers.live import LiveConfig
 
-    return LiveConfig(env=env, agent=agent, explainer=explainer, backend=backend, scale=scale, fps=fps,
-                      episodes=episodes, max_steps=max_steps, seed=seed, deterministic=deterministic)
+    return LiveConfig(
+        env=env,
+        agent=agent,
+        explainer=explainer,
+        backend=backend,
+        scale=scale,
+        fps=fps,
+        episodes=episodes,
+        max_steps=max_steps,
+        seed=seed,
+        deterministic=deterministic,
+    )
 
 
 @app.command()
 def play(
     env: str = typer.Option("MsPacman", help="Env name"),
-    agent: Optional[str] = typer.Option(None, help="Agent (default: the bundled one for --env)"),
-    explainer: Optional[str] = typer.Option(None, help="Explainer (default: the bundled one for --env)"),
+    agent: str | None = typer.Option(None, help="Agent (default: the bundled one for --env)"),
+    explainer: str | None = typer.Option(None, help="Explainer (default: the bundled one for --env)"),
     backend: str = typer.Option("auto", help="auto | onnx | torch | tensorrt"),
-    scale: Optional[int] = typer.Option(None, help="Window scale of the game frame"),
+    scale: int | None = typer.Option(None, help="Window scale of the game frame"),
     fps: float = typer.Option(30.0, help="Frame-rate cap (0: uncapped)"),
     episodes: int = 1,
-    max_steps: Optional[int] = None,
+    max_steps: int | None = None,
     seed: int = 0,
     deterministic: bool = False,
 ) -> None:
@@ -234,20 +286,22 @@ def play(
         raise typer.Exit(130) from None
     except _USER_ERRORS as err:
         _fail(err)
-    console.print(f"{stats['steps']} steps, {stats['episodes']} episodes, score {stats['score']:.0f}, {stats['fps']:.1f} FPS")
+    console.print(
+        f"{stats['steps']} steps, {stats['episodes']} episodes, score {stats['score']:.0f}, {stats['fps']:.1f} FPS"
+    )
 
 
 @app.command()
 def record(
     out: Path = typer.Option(..., help="Video file (.mp4)"),
     env: str = typer.Option("MsPacman", help="Env name"),
-    agent: Optional[str] = None,
-    explainer: Optional[str] = None,
+    agent: str | None = None,
+    explainer: str | None = None,
     backend: str = "auto",
-    scale: Optional[int] = None,
+    scale: int | None = None,
     fps: float = 30.0,
     episodes: int = 1,
-    max_steps: Optional[int] = None,
+    max_steps: int | None = None,
     seed: int = 0,
     deterministic: bool = False,
 ) -> None:
@@ -255,7 +309,9 @@ def record(
     from vmask_live.wrappers.live import record as run
 
     try:
-        stats = run(_live_cfg(env, agent, explainer, backend, scale, fps, episodes, max_steps, seed, deterministic), out)
+        stats = run(
+            _live_cfg(env, agent, explainer, backend, scale, fps, episodes, max_steps, seed, deterministic), out
+        )
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted; {out} was finalised[/]")
         raise typer.Exit(130) from None
@@ -269,8 +325,8 @@ def export(
     explainer: str = typer.Option(..., help="Explainer checkpoint or default:NAME"),
     backend: str = typer.Option("onnx", help="onnx | tensorrt"),
     precision: str = typer.Option("fp32", help="fp32 | fp16 (TensorRT)"),
-    batch: Optional[int] = typer.Option(None, help="Static batch size (TensorRT: default 1; ONNX: dynamic)"),
-    out: Optional[Path] = typer.Option(None, help="Artifact path (default: next to the checkpoint)"),
+    batch: int | None = typer.Option(None, help="Static batch size (TensorRT: default 1; ONNX: dynamic)"),
+    out: Path | None = typer.Option(None, help="Artifact path (default: next to the checkpoint)"),
     device: str = "auto",
 ) -> None:
     """Compile an explainer for low-latency inference (ONNX Runtime or TensorRT)."""
@@ -283,7 +339,9 @@ def export(
             batch = 1
         if out is None and exp.path is not None:
             suffix = {"onnx": ".onnx", "tensorrt": ".ep"}.get(backend, "")
-            out = exp.path.with_name(f"{exp.path.stem}.{backend}-{'dyn' if batch is None else f'b{batch}'}-{precision}{suffix}")
+            out = exp.path.with_name(
+                f"{exp.path.stem}.{backend}-{'dyn' if batch is None else f'b{batch}'}-{precision}{suffix}"
+            )
         path = export_explainer(exp, backend, out, batch_size=batch, precision=precision, device=device)
     except _USER_ERRORS as err:
         _fail(err)

@@ -83,15 +83,27 @@ def collect(cfg: CollectConfig, agent=None, progress: bool = True) -> Dataset:
     if manifest_path.exists():
         manifest = json.loads(manifest_path.read_text())
         if not cfg.resume:
-            raise DatasetError(f"{str(out)!r} already holds a dataset; pass --resume to continue it or pick another --out")
+            raise DatasetError(
+                f"{str(out)!r} already holds a dataset; pass --resume to continue it or pick another --out"
+            )
         if manifest["env"] != env_name or manifest["agent_hash"] != a_hash:
             raise DatasetError(
                 f"Cannot resume {str(out)!r}: it was collected on env {manifest['env']!r} with agent "
                 f"{manifest['agent_hash']}, not env {env_name!r} with agent {a_hash}"
             )
     else:
-        manifest = {"format": FORMAT, "version": 1, "env": env_name, "agent": cfg.agent, "agent_hash": a_hash,
-                    "shards": [], "n_samples": 0, "next_episode": 0, "complete": False, "config": asdict(cfg)}
+        manifest = {
+            "format": FORMAT,
+            "version": 1,
+            "env": env_name,
+            "agent": cfg.agent,
+            "agent_hash": a_hash,
+            "shards": [],
+            "n_samples": 0,
+            "next_episode": 0,
+            "complete": False,
+            "config": asdict(cfg),
+        }
 
     fns = [lambda: make_env(cfg.env, **cfg.env_kwargs) for _ in range(cfg.n_envs)]
     envs = gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
@@ -166,7 +178,9 @@ def collect(cfg: CollectConfig, agent=None, progress: bool = True) -> Dataset:
         signal.signal(signal.SIGTERM, old)
         envs.close()
     if interrupted:
-        raise KeyboardInterrupt(f"collect interrupted; {manifest['n_samples']} states saved in {out}, rerun with --resume")
+        raise KeyboardInterrupt(
+            f"collect interrupted; {manifest['n_samples']} states saved in {out}, rerun with --resume"
+        )
     ds = Dataset(out)
     ds.finalise()
     return ds
@@ -179,7 +193,9 @@ class Dataset:
         self.path = Path(path)
         mpath = self.path / "manifest.json"
         if not mpath.exists():
-            raise DatasetError(f"{str(self.path)!r} is not a dataset folder (no manifest.json); run `vmask-live collect`")
+            raise DatasetError(
+                f"{str(self.path)!r} is not a dataset folder (no manifest.json); run `vmask-live collect`"
+            )
         self.manifest = json.loads(mpath.read_text())
         if self.manifest.get("format") != FORMAT:
             raise DatasetError(f"{str(mpath)!r} is not a vmask-live dataset manifest")
@@ -223,8 +239,10 @@ class Dataset:
         sel = {"train": bucket < 8, "val": bucket == 8, "test": bucket == 9}[name]
         idx = np.flatnonzero(sel)
         if len(idx) == 0:
-            raise DatasetError(f"Split {name!r} of {str(self.path)!r} is empty ({len(self)} states, "
-                               f"{len(np.unique(self.episodes))} episodes); collect more episodes")
+            raise DatasetError(
+                f"Split {name!r} of {str(self.path)!r} is empty ({len(self)} states, "
+                f"{len(np.unique(self.episodes))} episodes); collect more episodes"
+            )
         return idx
 
     def get(self, idx: np.ndarray, fields: tuple[str, ...] = ("obs", "actions")) -> dict[str, np.ndarray]:

@@ -26,9 +26,12 @@ __all__ = ["EvaluateConfig", "evaluate", "PAPER_MSPACMAN"]
 
 #: Paper Table 1, MsPacman (Acc / Del / Ins / LLE / Sp).
 PAPER_MSPACMAN = {
-    "visionmask": (98.7, 17.0, 62.8, 0.2, 89.5), "explainer": (97.6, 19.6, 59.2, 0.22, 81.2),
-    "rise": (92.6, 26.2, 45.7, 0.01, 0.59), "lime": (84.5, 32.7, 37.7, 9.1, 96.6),
-    "greydanus": (46.1, 39.1, 14.2, 0.17, 57.4), "sarfa": (42.4, 18.8, 15.6, 0.13, 66.5),
+    "visionmask": (98.7, 17.0, 62.8, 0.2, 89.5),
+    "explainer": (97.6, 19.6, 59.2, 0.22, 81.2),
+    "rise": (92.6, 26.2, 45.7, 0.01, 0.59),
+    "lime": (84.5, 32.7, 37.7, 9.1, 96.6),
+    "greydanus": (46.1, 39.1, 14.2, 0.17, 57.4),
+    "sarfa": (42.4, 18.8, 15.6, 0.13, 66.5),
 }
 
 
@@ -105,7 +108,11 @@ def evaluate(cfg: EvaluateConfig, agent: Any = None, progress: bool = True) -> P
         task = bar.add_task("methods", total=len(names))
         for name in names:
             path = out / "methods" / f"{name}.json"
-            explainer = vmask if name == "visionmask" else (load_explainer(cfg.stalder, backend="auto") if name == "explainer" else None)
+            explainer = (
+                vmask
+                if name == "visionmask"
+                else (load_explainer(cfg.stalder, backend="auto") if name == "explainer" else None)
+            )
             counting = _Counting(agent)
             method = build_method(name, counting, reference, explainer, cfg.rise_masks, cfg.lime_samples)
             if path.exists():
@@ -119,10 +126,26 @@ def evaluate(cfg: EvaluateConfig, agent: Any = None, progress: bool = True) -> P
                 bar.update(task, description=f"{name}: metrics")
                 res = evaluate_maps(agent, x, a, maps, reference, relevant, cfg.insertion_steps, with_lle=False)
                 n_lle = min(cfg.lle_n, len(a))
-                lle_res = evaluate_maps(agent, x[:n_lle], a[:n_lle], method.attribute, reference, None, 2,
-                                        cfg.lle_eps, cfg.lle_neighbours, with_lle=True)
-                res.update(lle=lle_res["lle"], lle_n=n_lle, lle_eps=cfg.lle_eps, lle_neighbours=cfg.lle_neighbours,
-                           ms_per_frame=ms, agent_passes_per_frame=passes)
+                lle_res = evaluate_maps(
+                    agent,
+                    x[:n_lle],
+                    a[:n_lle],
+                    method.attribute,
+                    reference,
+                    None,
+                    2,
+                    cfg.lle_eps,
+                    cfg.lle_neighbours,
+                    with_lle=True,
+                )
+                res.update(
+                    lle=lle_res["lle"],
+                    lle_n=n_lle,
+                    lle_eps=cfg.lle_eps,
+                    lle_neighbours=cfg.lle_neighbours,
+                    ms_per_frame=ms,
+                    agent_passes_per_frame=passes,
+                )
                 path.write_text(json.dumps(res))
                 results[name] = res
             grid_maps[name] = normalise(method.attribute(x[:4], a[:4]).float()).numpy()
@@ -131,9 +154,17 @@ def evaluate(cfg: EvaluateConfig, agent: Any = None, progress: bool = True) -> P
     return out / "report.md"
 
 
-COLUMNS = [("accuracy", "Acc ↑"), ("deletion", "Del ↓"), ("insertion", "Ins ↑"), ("lle", "LLE ↓"),
-           ("sparseness", "Sp ↑"), ("relevance_mass", "GT mass ↑"), ("pointing_game", "Pointing ↑"),
-           ("ms_per_frame", "ms/frame"), ("agent_passes_per_frame", "agent passes/frame")]
+COLUMNS = [
+    ("accuracy", "Acc ↑"),
+    ("deletion", "Del ↓"),
+    ("insertion", "Ins ↑"),
+    ("lle", "LLE ↓"),
+    ("sparseness", "Sp ↑"),
+    ("relevance_mass", "GT mass ↑"),
+    ("pointing_game", "Pointing ↑"),
+    ("ms_per_frame", "ms/frame"),
+    ("agent_passes_per_frame", "agent passes/frame"),
+]
 
 
 def _write_reports(cfg, ds, out: Path, results, grid_maps, x4, a4, agent, vmask) -> None:
@@ -143,21 +174,38 @@ def _write_reports(cfg, ds, out: Path, results, grid_maps, x4, a4, agent, vmask)
     import matplotlib.pyplot as plt
 
     cols = [(k, h) for k, h in COLUMNS if any(k in r for r in results.values())]
-    lines = [f"# Saliency methods on {ds.env}", "",
-             f"{results[next(iter(results))]['n']} test states of `{cfg.data}` (seed {cfg.seed}); reference "
-             f"`{vmask.reference!r}`; insertion/deletion with {cfg.insertion_steps} steps; LLE on {cfg.lle_n} states, "
-             f"ε = {cfg.lle_eps}, N = {cfg.lle_neighbours}.", "",
-             "| method | " + " | ".join(h for _, h in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    lines = [
+        f"# Saliency methods on {ds.env}",
+        "",
+        f"{results[next(iter(results))]['n']} test states of `{cfg.data}` (seed {cfg.seed}); reference "
+        f"`{vmask.reference!r}`; insertion/deletion with {cfg.insertion_steps} steps; LLE on {cfg.lle_n} states, "
+        f"ε = {cfg.lle_eps}, N = {cfg.lle_neighbours}.",
+        "",
+        "| method | " + " | ".join(h for _, h in cols) + " |",
+        "|---" * (len(cols) + 1) + "|",
+    ]
     for name, r in results.items():
         lines.append(f"| {name} | " + " | ".join(f"{r[k]:.3g}" if k in r else "–" for k, _ in cols) + " |")
     if ds.env == "MsPacman":
         lines += ["", "Paper Table 1, MsPacman (their agent, not ours): Acc / Del / Ins / LLE / Sp", ""]
         lines += [f"- {k}: " + " / ".join(map(str, v)) for k, v in PAPER_MSPACMAN.items()]
     if "relevant_area" in next(iter(results.values())):
-        lines += ["", f"Relevant area (what a uniform map scores on GT mass): "
-                      f"{next(iter(results.values()))['relevant_area']:.2f}%"]
-    lines += ["", "![curves](curves.png)", "", "![grid](grid.png)", "", "![counterfactual](counterfactual.png)",
-              "", "![radar](radar.png)", ""]
+        lines += [
+            "",
+            f"Relevant area (what a uniform map scores on GT mass): "
+            f"{next(iter(results.values()))['relevant_area']:.2f}%",
+        ]
+    lines += [
+        "",
+        "![curves](curves.png)",
+        "",
+        "![grid](grid.png)",
+        "",
+        "![counterfactual](counterfactual.png)",
+        "",
+        "![radar](radar.png)",
+        "",
+    ]
     (out / "report.md").write_text("\n".join(lines))
     (out / "results.json").write_text(json.dumps({"config": asdict(cfg), "results": results}, indent=1))
     with open(out / "results.csv", "w", newline="") as f:
@@ -171,7 +219,7 @@ def _write_reports(cfg, ds, out: Path, results, grid_maps, x4, a4, agent, vmask)
         t = np.linspace(0, 1, len(r["insertion_curve"]))
         axes[0].plot(t, r["insertion_curve"], label=name)
         axes[1].plot(t, r["deletion_curve"], label=name)
-    for ax, title in zip(axes, ("insertion (higher is better)", "deletion (lower is better)")):
+    for ax, title in zip(axes, ("insertion (higher is better)", "deletion (lower is better)"), strict=True):
         ax.set_title(title)
         ax.set_xlabel("fraction of pixels")
         ax.set_ylabel("p(a)")

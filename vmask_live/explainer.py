@@ -10,8 +10,9 @@ metrics, package version). It never unpickles.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,8 +38,16 @@ class Explainer:
         meta: extra metadata (training config, metrics, dataset manifest summary).
     """
 
-    def __init__(self, net: nn.Module, arch: str, arch_kwargs: dict[str, Any], obs_format: ObsFormat,
-                 reference: Reference, action_names: Sequence[str], meta: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        arch: str,
+        arch_kwargs: dict[str, Any],
+        obs_format: ObsFormat,
+        reference: Reference,
+        action_names: Sequence[str],
+        meta: dict[str, Any] | None = None,
+    ) -> None:
         self.net = net
         self.arch = arch
         self.arch_kwargs = dict(arch_kwargs)
@@ -118,11 +127,19 @@ class Explainer:
         except (KeyError, TypeError, ValueError) as err:
             raise CheckpointError(f"Explainer checkpoint {str(path)!r} has incomplete metadata: {err!r}") from err
         load_state(net, tensors, "net.", path)
-        reference = Reference(ref_meta["kind"], tensors.get("reference.image"),
-                              ref_meta.get("blur_kernel"), ref_meta.get("blur_sigma"))
+        reference = Reference(
+            ref_meta["kind"], tensors.get("reference.image"), ref_meta.get("blur_kernel"), ref_meta.get("blur_sigma")
+        )
         known = {"format", "version", "arch", "arch_kwargs", "n_actions", "action_names", "obs_format", "reference"}
-        exp = cls(net.eval(), meta["arch"], meta["arch_kwargs"], obs_format, reference, action_names,
-                  {k: v for k, v in meta.items() if k not in known})
+        exp = cls(
+            net.eval(),
+            meta["arch"],
+            meta["arch_kwargs"],
+            obs_format,
+            reference,
+            action_names,
+            {k: v for k, v in meta.items() if k not in known},
+        )
         exp.path = Path(path)
         return exp
 

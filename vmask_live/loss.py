@@ -91,8 +91,9 @@ def total_variation(masks: torch.Tensor) -> torch.Tensor:
     return dh + dw
 
 
-def visionmask_loss(agent: torch.nn.Module, s: torch.Tensor, a: torch.Tensor, masks: torch.Tensor,
-                    r: torch.Tensor, cfg: LossConfig) -> tuple[torch.Tensor, dict[str, float]]:
+def visionmask_loss(
+    agent: torch.nn.Module, s: torch.Tensor, a: torch.Tensor, masks: torch.Tensor, r: torch.Tensor, cfg: LossConfig
+) -> tuple[torch.Tensor, dict[str, float]]:
     """The training loss and its terms (floats, for logging).
 
     Args:
@@ -142,9 +143,17 @@ def _explainer_loss(agent, s, a, masks, r, cfg: LossConfig):
     l_nt = -torch.log1p(-p_o.clamp(max=1 - 1e-6)).mean()
     logp = torch.log_softmax(z[:, 2], dim=-1)
     l_ne = (logp.exp() * logp).sum(-1).mean() / K
-    loss = l_t + l_nt + cfg.lambda_ne * l_ne + cfg.lambda_area * area_loss(masks, LossConfig(
-        a_max=cfg.a_max, area_loss="stalder", area_min=cfg.area_min), a)
+    loss = (
+        l_t
+        + l_nt
+        + cfg.lambda_ne * l_ne
+        + cfg.lambda_area * area_loss(masks, LossConfig(a_max=cfg.a_max, area_loss="stalder", area_min=cfg.area_min), a)
+    )
     if cfg.lambda_tv:
         loss = loss + cfg.lambda_tv * total_variation(masks)
-    return loss, {"loss/target": l_t.item(), "loss/nontarget": l_nt.item(), "loss/ne": l_ne.item(),
-                  "loss/total": loss.item()}
+    return loss, {
+        "loss/target": l_t.item(),
+        "loss/nontarget": l_nt.item(),
+        "loss/ne": l_ne.item(),
+        "loss/total": loss.item(),
+    }

@@ -8,16 +8,22 @@ states of several samples go through the agent together.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
-import numpy as np
 import torch
 
 from vmask_live.overlay import overlay
 
 __all__ = [
-    "SaliencyFn", "normalise", "accuracy", "insertion_deletion", "lle", "sparseness",
-    "relevance_mass", "pointing_game", "evaluate_maps",
+    "SaliencyFn",
+    "normalise",
+    "accuracy",
+    "insertion_deletion",
+    "lle",
+    "sparseness",
+    "relevance_mass",
+    "pointing_game",
+    "evaluate_maps",
 ]
 
 SaliencyFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -33,17 +39,24 @@ def normalise(maps: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def accuracy(agent: torch.nn.Module, x: torch.Tensor, actions: torch.Tensor, maps: torch.Tensor,
-             reference: torch.Tensor) -> torch.Tensor:
+def accuracy(
+    agent: torch.nn.Module, x: torch.Tensor, actions: torch.Tensor, maps: torch.Tensor, reference: torch.Tensor
+) -> torch.Tensor:
     """Per sample: does the agent still pick ``a`` on ``overlay(s, m, r)``? (bool ``(B,)``)."""
     kept = overlay(x, normalise(maps), reference)
     return agent(kept).argmax(1) == actions
 
 
 @torch.inference_mode()
-def insertion_deletion(agent: torch.nn.Module, x: torch.Tensor, actions: torch.Tensor, maps: torch.Tensor,
-                       reference: torch.Tensor, n_steps: int = 50, samples_per_call: int = 8,
-                       ) -> dict[str, torch.Tensor]:
+def insertion_deletion(
+    agent: torch.nn.Module,
+    x: torch.Tensor,
+    actions: torch.Tensor,
+    maps: torch.Tensor,
+    reference: torch.Tensor,
+    n_steps: int = 50,
+    samples_per_call: int = 8,
+) -> dict[str, torch.Tensor]:
     """Insertion and deletion AUC (in %, per sample) and their mean curves.
 
     Pixels are ranked by saliency (descending, ties broken stably by pixel index). At fraction
@@ -82,8 +95,9 @@ def insertion_deletion(agent: torch.nn.Module, x: torch.Tensor, actions: torch.T
 
 
 @torch.inference_mode()
-def lle(fn: SaliencyFn, x: torch.Tensor, actions: torch.Tensor, eps: float = 0.05, n_neighbours: int = 10,
-        seed: int = 0) -> torch.Tensor:
+def lle(
+    fn: SaliencyFn, x: torch.Tensor, actions: torch.Tensor, eps: float = 0.05, n_neighbours: int = 10, seed: int = 0
+) -> torch.Tensor:
     """Local Lipschitz estimate ``max_{s'} ‖E(s) − E(s')‖₂ / ‖s − s'‖₂`` per sample.
 
     Neighbours ``s' = clip(s + U(−eps, eps), 0, 1)`` in model space; the explained action is kept
@@ -123,10 +137,19 @@ def pointing_game(maps: torch.Tensor, relevant: torch.Tensor) -> torch.Tensor:
     return relevant.flatten(1).gather(1, idx[:, None]).squeeze(1).bool()
 
 
-def evaluate_maps(agent: torch.nn.Module, x: torch.Tensor, actions: torch.Tensor, fn: SaliencyFn | torch.Tensor,
-                  reference: Callable[[torch.Tensor], torch.Tensor], relevant: torch.Tensor | None = None, n_steps: int = 50,
-                  lle_eps: float = 0.05, lle_neighbours: int = 10, with_lle: bool = True,
-                  batch_size: int = 32) -> dict[str, float | list[float]]:
+def evaluate_maps(
+    agent: torch.nn.Module,
+    x: torch.Tensor,
+    actions: torch.Tensor,
+    fn: SaliencyFn | torch.Tensor,
+    reference: Callable[[torch.Tensor], torch.Tensor],
+    relevant: torch.Tensor | None = None,
+    n_steps: int = 50,
+    lle_eps: float = 0.05,
+    lle_neighbours: int = 10,
+    with_lle: bool = True,
+    batch_size: int = 32,
+) -> dict[str, float | list[float]]:
     """All metrics of one saliency function on states ``x``, as means (and mean curves).
 
     ``fn`` is a saliency function or precomputed maps ``(B, H, W)`` (LLE then needs a function).

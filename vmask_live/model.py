@@ -47,9 +47,7 @@ class _ASPP(nn.Module):
         self.branches = nn.ModuleList(
             [_conv_bn(cin, cout, 1)] + [_conv_bn(cin, cout, 3, dilation=r) for r in rates if r > 1]
         )
-        self.pool = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Conv2d(cin, cout, 1, bias=False), nn.ReLU(inplace=True)
-        )
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(cin, cout, 1, bias=False), nn.ReLU(inplace=True))
         self.project = _conv_bn(cout * (len(self.branches) + 1), cout, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -70,8 +68,14 @@ class DeepLabExplainer(nn.Module):
         input_size: (H, W); the output is upsampled to it (static shape: export-friendly).
     """
 
-    def __init__(self, in_channels: int, n_actions: int, input_size: tuple[int, int],
-                 width: int = 16, rates: tuple[int, ...] = (1, 6, 12, 18)) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        n_actions: int,
+        input_size: tuple[int, int],
+        width: int = 16,
+        rates: tuple[int, ...] = (1, 6, 12, 18),
+    ) -> None:
         super().__init__()
         w = width
         self.input_size = tuple(input_size)
@@ -98,8 +102,7 @@ class DeepLabExplainer(nn.Module):
 class FCNExplainer(nn.Module):
     """A plain fully convolutional explainer (ablation baseline): 3 strided convs, 1x1 head."""
 
-    def __init__(self, in_channels: int, n_actions: int, input_size: tuple[int, int],
-                 width: int = 24) -> None:
+    def __init__(self, in_channels: int, n_actions: int, input_size: tuple[int, int], width: int = 24) -> None:
         super().__init__()
         self.input_size = tuple(input_size)
         self.body = nn.Sequential(

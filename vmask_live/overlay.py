@@ -67,8 +67,13 @@ class Reference:
       210x160 frames; it is scaled by ``H / 210`` (84x84 -> kernel 15, sigma 6.0).
     """
 
-    def __init__(self, kind: str, image: torch.Tensor | np.ndarray | None = None,
-                 blur_kernel: int | None = None, blur_sigma: float | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        image: torch.Tensor | np.ndarray | None = None,
+        blur_kernel: int | None = None,
+        blur_sigma: float | None = None,
+    ) -> None:
         if kind not in REFERENCE_KINDS:
             raise ValueError(f"Expected reference kind in {REFERENCE_KINDS}, got {kind!r}")
         if kind in ("background", "mean") and image is None:
@@ -79,8 +84,9 @@ class Reference:
         self.blur_sigma = blur_sigma
 
     @classmethod
-    def from_data(cls, kind: str, background: np.ndarray | None = None,
-                  mean: np.ndarray | None = None, height: int = 84) -> Reference:
+    def from_data(
+        cls, kind: str, background: np.ndarray | None = None, mean: np.ndarray | None = None, height: int = 84
+    ) -> Reference:
         """Build from dataset statistics in model space (``(C, H, W)`` in [0, 1])."""
         if kind == "background":
             return cls(kind, background)
@@ -121,4 +127,3 @@ def default_blur(height: int) -> tuple[int, float]:
     """The paper's blur kernel scaled to an observation height."""
     scale = height / 210
     return max(3, int(round(39 * scale)) | 1), round(15 * scale, 3)
-

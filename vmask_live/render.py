@@ -5,8 +5,8 @@ and the video recorder, so all three show the same pixels. Drawing uses OpenCV o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -64,12 +64,20 @@ def contrast_map(maps: np.ndarray, a: int, b: int) -> np.ndarray:
     return d / peak if peak > 0 else d
 
 
-def _text(img: np.ndarray, s: str, org: tuple[int, int], scale: float = 0.5, color=(235, 235, 235), thick: int = 1) -> None:
+def _text(
+    img: np.ndarray, s: str, org: tuple[int, int], scale: float = 0.5, color=(235, 235, 235), thick: int = 1
+) -> None:
     cv2.putText(img, s, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, thick, cv2.LINE_AA)
 
 
-def panel(height: int, names: Sequence[str], probs: np.ndarray | None, chosen: int | None, shown: int | None,
-          lines: Sequence[str] = ()) -> np.ndarray:
+def panel(
+    height: int,
+    names: Sequence[str],
+    probs: np.ndarray | None,
+    chosen: int | None,
+    shown: int | None,
+    lines: Sequence[str] = (),
+) -> np.ndarray:
     """The side panel: action names with probability bars, the chosen action marked, status lines."""
     img = np.full((height, PANEL_WIDTH, 3), 24, np.uint8)
     _text(img, "action probabilities", (10, 22), 0.5, (200, 200, 200))
@@ -80,7 +88,13 @@ def panel(height: int, names: Sequence[str], probs: np.ndarray | None, chosen: i
         color = (80, 200, 120) if i == chosen else (110, 140, 200)
         cv2.rectangle(img, (95, y), (95 + int(p * 120), y + row - 6), color, -1)
         mark = ">" if i == shown else " "
-        _text(img, f"{mark}{i + 1} {name[:10]}", (6, y + row - 9), 0.42, (255, 255, 255) if i == chosen else (190, 190, 190))
+        _text(
+            img,
+            f"{mark}{i + 1} {name[:10]}",
+            (6, y + row - 9),
+            0.42,
+            (255, 255, 255) if i == chosen else (190, 190, 190),
+        )
         if probs is not None:
             _text(img, f"{p:.2f}", (95 + 4, y + row - 9), 0.38, (20, 20, 20) if p > 0.25 else (220, 220, 220))
     y = 40 + len(names) * row + 10
@@ -90,9 +104,17 @@ def panel(height: int, names: Sequence[str], probs: np.ndarray | None, chosen: i
     return img
 
 
-def compose(frame: np.ndarray, maps: np.ndarray | None, probs: np.ndarray | None, names: Sequence[str],
-            view: ViewState, scale: int = 1, fps: float | None = None,
-            counterfactual: tuple[np.ndarray, int] | None = None, show_panel: bool = True) -> np.ndarray:
+def compose(
+    frame: np.ndarray,
+    maps: np.ndarray | None,
+    probs: np.ndarray | None,
+    names: Sequence[str],
+    view: ViewState,
+    scale: int = 1,
+    fps: float | None = None,
+    counterfactual: tuple[np.ndarray, int] | None = None,
+    show_panel: bool = True,
+) -> np.ndarray:
     """The full display frame: the env frame (scaled) with the overlay, and the side panel.
 
     Args:
@@ -120,7 +142,9 @@ def compose(frame: np.ndarray, maps: np.ndarray | None, probs: np.ndarray | None
         elif view.mode == "counterfactual" and counterfactual is not None:
             cf, cf_action = counterfactual
             grey = (np.clip(cf, 0, 1) * 255).astype(np.uint8)
-            out = cv2.resize(np.repeat(grey[..., None], 3, 2), (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_NEAREST)
+            out = cv2.resize(
+                np.repeat(grey[..., None], 3, 2), (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_NEAREST
+            )
             lines.append(f"{names[shown][:9]} region removed")
             lines.append(f"agent now: {names[cf_action][:12]}")
         else:

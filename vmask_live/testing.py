@@ -19,8 +19,9 @@ __all__ = ["tiny_explainer", "tiny_agent", "BEACON_FORMAT"]
 BEACON_FORMAT = ObsFormat(shape=(84, 84), layout="hw", scale=255.0)
 
 
-def tiny_explainer(seed: int = 0, obs_format: ObsFormat = BEACON_FORMAT, n_actions: int = 5,
-                   action_names: list[str] | None = None) -> Explainer:
+def tiny_explainer(
+    seed: int = 0, obs_format: ObsFormat = BEACON_FORMAT, n_actions: int = 5, action_names: list[str] | None = None
+) -> Explainer:
     """A small seeded FCN explainer (plain :class:`Explainer`, torch inference)."""
     torch.manual_seed(seed)
     c, h, w = obs_format.chw

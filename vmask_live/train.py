@@ -11,7 +11,6 @@ continue where a killed run stopped.
 from __future__ import annotations
 
 import json
-
 import signal
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -148,16 +147,29 @@ def train(cfg: TrainConfig, agent=None, progress: bool = True) -> TrainResult:
     reference = Reference.from_data(cfg.reference, background, mean, height=h)
     arch_kwargs = {"in_channels": c, "n_actions": ds.n_actions, "input_size": [h, w], "width": cfg.width}
     net = build_explainer(cfg.arch, **arch_kwargs).to(device)
-    exp = Explainer(net, cfg.arch, arch_kwargs, ds.obs_format, reference.to(device), ds.action_names,
-                    {"train_config": json.loads(json.dumps(asdict(cfg))), "env": ds.env,
-                     "agent_hash": ds.manifest["agent_hash"]})
+    exp = Explainer(
+        net,
+        cfg.arch,
+        arch_kwargs,
+        ds.obs_format,
+        reference.to(device),
+        ds.action_names,
+        {"train_config": json.loads(json.dumps(asdict(cfg))), "env": ds.env, "agent_hash": ds.manifest["agent_hash"]},
+    )
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     last_path, best_path, log_path = out / "last.safetensors", out / "explainer.safetensors", out / "log.jsonl"
 
-    state: dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "best": None, "bad_epochs": 0, "history": [],
-                             "seconds": 0.0, "samples": 0}
+    state: dict[str, Any] = {
+        "epoch": 0,
+        "step_in_epoch": 0,
+        "best": None,
+        "bad_epochs": 0,
+        "history": [],
+        "seconds": 0.0,
+        "samples": 0,
+    }
     if cfg.resume and last_path.exists():
         state.update({k: v for k, v in _load_last(last_path, exp, opt).items() if k in state})
     elif last_path.exists() and not cfg.resume:
@@ -175,15 +187,21 @@ def train(cfg: TrainConfig, agent=None, progress: bool = True) -> TrainResult:
     old = signal.signal(signal.SIGTERM, _on_term)
     start = time.time() - state["seconds"]
     stop = False
-    cols = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-            TimeRemainingColumn(), TextColumn("{task.fields[terms]}")]
+    cols = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[terms]}"),
+    ]
     try:
         with Progress(*cols, disable=not progress, transient=False) as bar:
             while state["epoch"] < cfg.epochs and not stop:
                 epoch = state["epoch"]
                 perm = np.random.default_rng(cfg.seed + epoch).permutation(train_idx)
-                task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=steps_per_epoch,
-                                    completed=state["step_in_epoch"], terms="")
+                task = bar.add_task(
+                    f"epoch {epoch + 1}/{cfg.epochs}", total=steps_per_epoch, completed=state["step_in_epoch"], terms=""
+                )
                 net.train()
                 sums: dict[str, float] = {}
                 first = state["step_in_epoch"]
@@ -199,8 +217,11 @@ def train(cfg: TrainConfig, agent=None, progress: bool = True) -> TrainResult:
                     state["samples"] += len(idx)
                     for k, v in terms.items():
                         sums[k] = sums.get(k, 0.0) + v
-                    bar.update(task, completed=step + 1, terms=" ".join(
-                        f"{k.split('/')[1]}={v / (step + 1 - first):.3f}" for k, v in sums.items()))
+                    bar.update(
+                        task,
+                        completed=step + 1,
+                        terms=" ".join(f"{k.split('/')[1]}={v / (step + 1 - first):.3f}" for k, v in sums.items()),
+                    )
                     state["step_in_epoch"] = step + 1
                     if (step + 1) % cfg.checkpoint_every == 0:
                         state["seconds"] = time.time() - start
@@ -209,8 +230,7 @@ def train(cfg: TrainConfig, agent=None, progress: bool = True) -> TrainResult:
                         stop = True
                         break
                 n_steps = max(1, state["step_in_epoch"] - first)
-                row = {"epoch": epoch + 1, "steps": state["step_in_epoch"],
-                       **{k: v / n_steps for k, v in sums.items()}}
+                row = {"epoch": epoch + 1, "steps": state["step_in_epoch"], **{k: v / n_steps for k, v in sums.items()}}
                 row.update(_validate(exp, agent, ds, val_idx, cfg, device))
                 row["charts/seconds"] = round(time.time() - start, 1)
                 state["history"].append(row)
@@ -219,7 +239,8 @@ def train(cfg: TrainConfig, agent=None, progress: bool = True) -> TrainResult:
                 if progress:
                     bar.console.print(
                         f"epoch {epoch + 1}: val loss {row['val/loss']:.3f} acc {row['val/accuracy']:.1f} "
-                        f"ins {row['val/insertion']:.1f} del {row['val/deletion']:.1f}")
+                        f"ins {row['val/insertion']:.1f} del {row['val/deletion']:.1f}"
+                    )
                 if state["best"] is None or row["val/loss"] < state["best"]:
                     state["best"], state["bad_epochs"] = row["val/loss"], 0
                     exp.save(best_path, {"val_metrics": row, "epoch": epoch + 1})
@@ -233,13 +254,10 @@ def train(cfg: TrainConfig, agent=None, progress: bool = True) -> TrainResult:
     except KeyboardInterrupt:
         state["seconds"] = time.time() - start
         _save_last(last_path, exp, opt, state)
-        raise KeyboardInterrupt(f"training interrupted; state saved to {last_path}, rerun with --resume")
+        raise KeyboardInterrupt(f"training interrupted; state saved to {last_path}, rerun with --resume") from None
     finally:
         signal.signal(signal.SIGTERM, old)
     seconds = time.time() - start
     best = Explainer.load(best_path)
     best.to(device)
     return TrainResult(best, best_path, state["history"], seconds, state["samples"] / max(seconds, 1e-9))
-
-
-

@@ -171,8 +171,9 @@ def rollout_expert(env_name: str, n: int, noise: float, seed: int):
     from vmask_live.envs import make_env
 
     n_envs = 8
-    envs = gym.vector.SyncVectorEnv([lambda: make_env(env_name) for _ in range(n_envs)],
-                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    envs = gym.vector.SyncVectorEnv(
+        [lambda: make_env(env_name) for _ in range(n_envs)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
+    )
     obs, info = envs.reset(seed=seed)
     if "expert_action" not in info:
         raise ValueError(f"Env {env_name!r} has no scripted expert (no info['expert_action']); use --algo ppo")
@@ -212,8 +213,7 @@ def train_bc(cfg: BCConfig, progress: bool = True):
     xt, yt = fmt.to_model(x), torch.as_tensor(y)
     steps = len(x) // cfg.batch_size
     # Constant rate, then the last quarter annealed: OneCycle's long warm-up under-trained this net.
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda i: 1.0 if i < 0.75 * cfg.epochs * steps else 0.2)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0 if i < 0.75 * cfg.epochs * steps else 0.2)
     gen = torch.Generator().manual_seed(cfg.seed)
     agent.train()
     for _ in track(range(cfg.epochs), description="behaviour cloning", disable=not progress):
@@ -229,10 +229,19 @@ def train_bc(cfg: BCConfig, progress: bool = True):
     with torch.inference_mode():
         held = float((agent(fmt.to_model(xh)).argmax(1).numpy() == yh).mean())
         tr = float((agent(xt[:2000]).argmax(1) == yt[:2000]).float().mean())
-    metrics = {"heldout_agreement": held, "train_agreement": tr, "samples": cfg.samples,
-               "seconds": round(time.time() - start, 1)}
-    save_agent(cfg.out, agent, "keypoint_cnn", kwargs, {"trained_by": "vmask-live train-agent --algo bc",
-                                                    "config": asdict(cfg), "metrics": metrics, "env": cfg.env})
+    metrics = {
+        "heldout_agreement": held,
+        "train_agreement": tr,
+        "samples": cfg.samples,
+        "seconds": round(time.time() - start, 1),
+    }
+    save_agent(
+        cfg.out,
+        agent,
+        "keypoint_cnn",
+        kwargs,
+        {"trained_by": "vmask-live train-agent --algo bc", "config": asdict(cfg), "metrics": metrics, "env": cfg.env},
+    )
 
     return agent, metrics
 
@@ -245,20 +254,38 @@ def export_ppo(zip_path: str | Path, out: str | Path, info: dict | None = None) 
     from vmask_live.envs import action_names, make_env
 
     model = PPO.load(str(zip_path), device="cpu")
-    cfg = json.loads((Path(zip_path).parent / "config.json").read_text()) if (Path(zip_path).parent / "config.json").exists() else {}
+    cfg = (
+        json.loads((Path(zip_path).parent / "config.json").read_text())
+        if (Path(zip_path).parent / "config.json").exists()
+        else {}
+    )
     env = make_env(cfg.get("env", "MsPacman"))
     agent = agent_from_sb3(model, action_names(env))
     env.close()
     fe = model.policy.features_extractor
-    kwargs = {"in_channels": agent.obs_format.chw[0], "n_actions": agent.n_actions,
-              "input_size": list(agent.obs_format.chw[1:]), "features": fe.features_dim}
-    return save_agent(out, agent, "nature_cnn", kwargs, {"trained_by": "vmask-live train-agent --algo ppo",
-                                                         "config": cfg, "num_timesteps": int(model.num_timesteps),
-                                                         **(info or {})})
+    kwargs = {
+        "in_channels": agent.obs_format.chw[0],
+        "n_actions": agent.n_actions,
+        "input_size": list(agent.obs_format.chw[1:]),
+        "features": fe.features_dim,
+    }
+    return save_agent(
+        out,
+        agent,
+        "nature_cnn",
+        kwargs,
+        {
+            "trained_by": "vmask-live train-agent --algo ppo",
+            "config": cfg,
+            "num_timesteps": int(model.num_timesteps),
+            **(info or {}),
+        },
+    )
 
 
-def evaluate_agent(agent_spec, env_name: str, episodes: int = 10, seed: int = 100, deterministic: bool = False,
-                   max_steps: int = 27_000) -> dict:
+def evaluate_agent(
+    agent_spec, env_name: str, episodes: int = 10, seed: int = 100, deterministic: bool = False, max_steps: int = 27_000
+) -> dict:
     """Mean/std raw game score over full-game episodes (all envs stepped in one batched agent call)."""
     import gymnasium as gym
     import numpy as np
@@ -267,8 +294,9 @@ def evaluate_agent(agent_spec, env_name: str, episodes: int = 10, seed: int = 10
     from vmask_live.envs import make_env
 
     agent = load_agent(agent_spec)
-    envs = gym.vector.SyncVectorEnv([lambda: make_env(env_name) for _ in range(episodes)],
-                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    envs = gym.vector.SyncVectorEnv(
+        [lambda: make_env(env_name) for _ in range(episodes)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
+    )
     obs, _ = envs.reset(seed=[seed + i for i in range(episodes)])
     rng = np.random.default_rng(seed)
     scores, active = np.zeros(episodes), np.ones(episodes, bool)
@@ -280,5 +308,10 @@ def evaluate_agent(agent_spec, env_name: str, episodes: int = 10, seed: int = 10
         if not active.any():
             break
     envs.close()
-    return {"episodes": episodes, "mean_score": float(scores.mean()), "std_score": float(scores.std()),
-            "scores": scores.tolist(), "deterministic": deterministic}
+    return {
+        "episodes": episodes,
+        "mean_score": float(scores.mean()),
+        "std_score": float(scores.std()),
+        "scores": scores.tolist(),
+        "deterministic": deterministic,
+    }

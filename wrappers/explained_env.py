@@ -21,7 +21,9 @@ def resolve_explainer(explainer: Any, backend: str = "auto"):
 
         return load_explainer(explainer, backend=backend)
     if not callable(explainer) or not hasattr(explainer, "obs_format"):
-        raise TypeError(f"Expected an explainer (checkpoint path, Explainer or Runtime), got {type(explainer).__name__}")
+        raise TypeError(
+            f"Expected an explainer (checkpoint path, Explainer or Runtime), got {type(explainer).__name__}"
+        )
     return explainer
 
 
@@ -34,8 +36,10 @@ def check_compatible(space: gym.Space, action_space: gym.Space, explainer: Any, 
     elif int(action_space.n) != explainer.n_actions:
         problems.append(f"explainer has K={explainer.n_actions} maps but the env has {int(action_space.n)} actions")
     if tuple(explainer.obs_format.shape) != fmt.shape:
-        problems.append(f"explainer expects observations of shape {tuple(explainer.obs_format.shape)}, "
-                        f"the env gives {fmt.shape} (same preprocessing/frame stack as in training?)")
+        problems.append(
+            f"explainer expects observations of shape {tuple(explainer.obs_format.shape)}, "
+            f"the env gives {fmt.shape} (same preprocessing/frame stack as in training?)"
+        )
     if agent is not None:
         if agent.n_actions != explainer.n_actions:
             problems.append(f"agent has {agent.n_actions} actions, explainer K={explainer.n_actions}")
@@ -81,10 +85,20 @@ class ExplainedEnv(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorA
         (336, 336, 3)
     """
 
-    def __init__(self, env: gym.Env, explainer: Any, agent: Any | None = None, *, saliency_key: str = "saliency",
-                 view: ViewState | None = None, panel: bool = False, backend: str = "auto") -> None:
-        gym.utils.RecordConstructorArgs.__init__(self, explainer=explainer, agent=agent, saliency_key=saliency_key,
-                                                 view=view, panel=panel, backend=backend)
+    def __init__(
+        self,
+        env: gym.Env,
+        explainer: Any,
+        agent: Any | None = None,
+        *,
+        saliency_key: str = "saliency",
+        view: ViewState | None = None,
+        panel: bool = False,
+        backend: str = "auto",
+    ) -> None:
+        gym.utils.RecordConstructorArgs.__init__(
+            self, explainer=explainer, agent=agent, saliency_key=saliency_key, view=view, panel=panel, backend=backend
+        )
         gym.Wrapper.__init__(self, env)
         self.explainer = resolve_explainer(explainer, backend)
         if isinstance(agent, (str, os.PathLike)):
@@ -103,7 +117,9 @@ class ExplainedEnv(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorA
     def _explain(self, obs: np.ndarray, info: dict[str, Any]) -> dict[str, Any]:
         for key in (self.saliency_key, "saliency_action", "action_probs"):
             if key in info:
-                raise KeyError(f"info already has a {key!r} entry; pass another saliency_key= or unwrap the other explainer")
+                raise KeyError(
+                    f"info already has a {key!r} entry; pass another saliency_key= or unwrap the other explainer"
+                )
         batch = np.asarray(obs)[None]
         maps = self.explainer(batch)[0]
         self.last_obs, self.last_saliency = obs, maps
@@ -150,5 +166,14 @@ class ExplainedEnv(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorA
         if not isinstance(frame, np.ndarray) or frame.ndim != 3:
             return frame  # human / ansi modes: nothing to draw on
         cf = self.counterfactual() if self.view.mode == "counterfactual" else None
-        return compose(frame, self.last_saliency, self.last_probs, self.explainer.action_names, self.view,
-                       scale=scale, fps=fps, counterfactual=cf, show_panel=panel)
+        return compose(
+            frame,
+            self.last_saliency,
+            self.last_probs,
+            self.explainer.action_names,
+            self.view,
+            scale=scale,
+            fps=fps,
+            counterfactual=cf,
+            show_panel=panel,
+        )

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -57,8 +58,9 @@ class LiveSession:
         name = cfg.env if cfg.env.startswith("ALE/") else canonical_name(cfg.env)
         agent = agent if agent is not None else vm.load_agent(cfg.agent or f"default:{name}")
         explainer = explainer if explainer is not None else (cfg.explainer or f"default:{name}")
-        self.env = vm.ExplainedEnv(vm.make_env(name, render_mode="rgb_array"), explainer, agent=agent,
-                                   backend=cfg.backend)
+        self.env = vm.ExplainedEnv(
+            vm.make_env(name, render_mode="rgb_array"), explainer, agent=agent, backend=cfg.backend
+        )
         self.agent = self.env.agent
         self.view: ViewState = self.env.view
         self.rng = np.random.default_rng(cfg.seed)
@@ -92,7 +94,9 @@ class LiveSession:
         return self.env.render_frame(scale=self.scale, fps=fps)
 
     def done(self) -> bool:
-        return self.episode >= self.cfg.episodes or (self.cfg.max_steps is not None and self.steps >= self.cfg.max_steps)
+        return self.episode >= self.cfg.episodes or (
+            self.cfg.max_steps is not None and self.steps >= self.cfg.max_steps
+        )
 
     def frames(self) -> Iterator[np.ndarray]:
         """Frames of whole runs (``episodes`` / ``max_steps`` limits), for recording."""
@@ -133,7 +137,11 @@ class LiveSession:
 
 
 def _open_window(size: tuple[int, int]):
-    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY") and not os.environ.get("SDL_VIDEODRIVER"):
+    if (
+        not os.environ.get("DISPLAY")
+        and not os.environ.get("WAYLAND_DISPLAY")
+        and not os.environ.get("SDL_VIDEODRIVER")
+    ):
         raise NoDisplayError(
             "No display available for the Pygame window (DISPLAY is not set). Record a video instead with "
             "`vmask-live record --env NAME --out run.mp4`, or run headless with SDL_VIDEODRIVER=dummy"
@@ -151,8 +159,13 @@ def _open_window(size: tuple[int, int]):
     return pygame, screen
 
 
-def play(cfg: LiveConfig, agent: Any = None, explainer: Any = None, keys: Sequence[tuple[int, str]] = (),
-         out_dir: str | os.PathLike = ".") -> dict[str, Any]:
+def play(
+    cfg: LiveConfig,
+    agent: Any = None,
+    explainer: Any = None,
+    keys: Sequence[tuple[int, str]] = (),
+    out_dir: str | os.PathLike = ".",
+) -> dict[str, Any]:
     """Run the live window until quit or the limits; returns stats and the last displayed frame.
 
     Args:
@@ -191,7 +204,9 @@ def play(cfg: LiveConfig, agent: Any = None, explainer: Any = None, keys: Sequen
                     single = True
                 elif what == "record":
                     if recorder is None:
-                        recorder = VideoRecorder(out_dir / f"vmask-live-{time.strftime('%Y%m%d-%H%M%S')}.mp4", cfg.fps or 30)
+                        recorder = VideoRecorder(
+                            out_dir / f"vmask-live-{time.strftime('%Y%m%d-%H%M%S')}.mp4", cfg.fps or 30
+                        )
                     else:
                         recorder.close()
                         recorder = None
@@ -222,12 +237,20 @@ def play(cfg: LiveConfig, agent: Any = None, explainer: Any = None, keys: Sequen
             recorder.close()
         pygame.display.quit()
         session.close()
-    return {"steps": session.steps, "frames": tick, "fps": fps, "episodes": session.episode,
-            "score": session.score, "surface": shown, "screenshots": screenshots}
+    return {
+        "steps": session.steps,
+        "frames": tick,
+        "fps": fps,
+        "episodes": session.episode,
+        "score": session.score,
+        "surface": shown,
+        "screenshots": screenshots,
+    }
 
 
-def record(cfg: LiveConfig, out: str | os.PathLike, agent: Any = None, explainer: Any = None,
-           progress: bool = True) -> dict[str, Any]:
+def record(
+    cfg: LiveConfig, out: str | os.PathLike, agent: Any = None, explainer: Any = None, progress: bool = True
+) -> dict[str, Any]:
     """Write the composed frames of ``episodes`` (or ``max_steps``) to a video file."""
     from rich.progress import Progress
 
@@ -244,5 +267,10 @@ def record(cfg: LiveConfig, out: str | os.PathLike, agent: Any = None, explainer
                 bar.update(task, completed=session.steps)
     finally:
         session.close()
-    return {"path": str(out), "frames": rec.frames, "steps": session.steps, "episodes": session.episode,
-            "score": session.score}
+    return {
+        "path": str(out),
+        "frames": rec.frames,
+        "steps": session.steps,
+        "episodes": session.episode,
+        "score": session.score,
+    }

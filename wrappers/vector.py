@@ -37,8 +37,15 @@ class ExplainedVectorEnv(VectorWrapper):
         saliency_key: the ``infos`` key of the maps.
     """
 
-    def __init__(self, env: VectorEnv, explainer: Any, agent: Any | None = None, *, saliency_key: str = "saliency",
-                 backend: str = "auto") -> None:
+    def __init__(
+        self,
+        env: VectorEnv,
+        explainer: Any,
+        agent: Any | None = None,
+        *,
+        saliency_key: str = "saliency",
+        backend: str = "auto",
+    ) -> None:
         super().__init__(env)
         self.explainer = resolve_explainer(explainer, backend)
         self.agent = agent

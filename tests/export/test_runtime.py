@@ -29,7 +29,9 @@ def test_backend_parity_with_eager_torch(backend):
     a = ref.reshape(4, 5, -1).argmax(2)
     assert (out.reshape(4, 5, -1).argmax(2) == a).all()
     x = exp.obs_format.to_model(OBS)
-    assert torch.allclose(rt.attribute(x, torch.tensor([0, 1, 2, 3])), exp.attribute(x, torch.tensor([0, 1, 2, 3])), atol=1e-4)
+    assert torch.allclose(
+        rt.attribute(x, torch.tensor([0, 1, 2, 3])), exp.attribute(x, torch.tensor([0, 1, 2, 3])), atol=1e-4
+    )
 
 
 def test_stale_artifact_is_never_used(tmp_path):
@@ -55,8 +57,10 @@ def test_unavailable_backend_says_how_to_install():
         load_runtime(tiny_explainer(), backend="tflite")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available() or importlib.util.find_spec("torch_tensorrt") is None,
-                    reason="TensorRT needs an NVIDIA GPU and torch-tensorrt (pip install 'vmask-live[tensorrt]')")
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or importlib.util.find_spec("torch_tensorrt") is None,
+    reason="TensorRT needs an NVIDIA GPU and torch-tensorrt (pip install 'vmask-live[tensorrt]')",
+)
 def test_tensorrt_parity():
     exp = tiny_explainer()
     rt = load_runtime(exp, backend="tensorrt", device="cuda", batch_size=4)

@@ -107,8 +107,7 @@ def test_existing_info_key_is_not_overwritten():
 def test_record_video_on_top_shows_the_overlay(tmp_path):
     import cv2
 
-    env = gym.wrappers.RecordVideo(_env(panel=True), str(tmp_path), episode_trigger=lambda e: True,
-                                   disable_logger=True)
+    env = gym.wrappers.RecordVideo(_env(panel=True), str(tmp_path), episode_trigger=lambda e: True, disable_logger=True)
     env.reset(seed=0)
     for _ in range(10):
         env.step(env.action_space.sample())

@@ -40,8 +40,13 @@ def test_no_display_message_points_to_record(monkeypatch):
 
 def test_record_writes_a_readable_video(tmp_path):
     out = tmp_path / "run.mp4"
-    stats = record(LiveConfig(env="Beacon", max_steps=20, scale=1), out, agent=tiny_agent(),
-                   explainer=tiny_explainer(), progress=False)
+    stats = record(
+        LiveConfig(env="Beacon", max_steps=20, scale=1),
+        out,
+        agent=tiny_agent(),
+        explainer=tiny_explainer(),
+        progress=False,
+    )
     cap = cv2.VideoCapture(str(out))
     frames = []
     while True:
@@ -56,11 +61,21 @@ def test_record_writes_a_readable_video(tmp_path):
 
 def test_record_rejects_unwritable_paths(tmp_path):
     with pytest.raises(OSError, match="does not exist"):
-        record(LiveConfig(env="Beacon", max_steps=2), tmp_path / "nope" / "x.mp4", agent=tiny_agent(),
-               explainer=tiny_explainer(), progress=False)
+        record(
+            LiveConfig(env="Beacon", max_steps=2),
+            tmp_path / "nope" / "x.mp4",
+            agent=tiny_agent(),
+            explainer=tiny_explainer(),
+            progress=False,
+        )
     with pytest.raises(ValueError, match=".mp4"):
-        record(LiveConfig(env="Beacon", max_steps=2), tmp_path / "x.gif", agent=tiny_agent(),
-               explainer=tiny_explainer(), progress=False)
+        record(
+            LiveConfig(env="Beacon", max_steps=2),
+            tmp_path / "x.gif",
+            agent=tiny_agent(),
+            explainer=tiny_explainer(),
+            progress=False,
+        )
 
 
 def test_recorder_finalises_on_exception(tmp_path):

@@ -21,8 +21,9 @@ _GROUND_TRUTH = {"Beacon": "the ground-truth env: reach the beacon among clutter
 def known_envs() -> dict[str, str]:
     """CLI name -> what it is and what it needs installed."""
     names = dict(_GROUND_TRUTH)
-    names.update({n: f"Atari {i} with RL-Zoo preprocessing (ale-py, installed with vmask-live)"
-                  for n, i in ATARI_GAMES.items()})
+    names.update(
+        {n: f"Atari {i} with RL-Zoo preprocessing (ale-py, installed with vmask-live)" for n, i in ATARI_GAMES.items()}
+    )
     return names
 
 

@@ -32,9 +32,7 @@ def register_ale() -> None:
     try:
         import ale_py
     except ImportError as err:  # pragma: no cover - ale-py is a runtime dependency
-        raise gym.error.DependencyNotInstalled(
-            'ale-py is not installed; run `pip install "ale-py>=0.9"`'
-        ) from err
+        raise gym.error.DependencyNotInstalled('ale-py is not installed; run `pip install "ale-py>=0.9"`') from err
     gym.register_envs(ale_py)
 
 
@@ -62,9 +60,7 @@ def make_atari(
     # no sticky actions, as in the RL Zoo's NoFrameskip-v4 setting the paper's agents used.
     kwargs.setdefault("repeat_action_probability", 0.0)
     env = gym.make(env_id, frameskip=1, render_mode=render_mode, **kwargs)
-    env = gym.wrappers.AtariPreprocessing(
-        env, noop_max=30, frame_skip=4, screen_size=SCREEN_SIZE, grayscale_obs=True
-    )
+    env = gym.wrappers.AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=SCREEN_SIZE, grayscale_obs=True)
     if max_episode_steps is not None:
         env = gym.wrappers.TimeLimit(env, max_episode_steps=max_episode_steps)
     if training:
