@@ -112,3 +112,12 @@ def test_errors_are_one_line_messages(tmp_path):
 @pytest.mark.slow
 def test_train_agent_bc_cli(tmp_path):
     run("train-agent", "--env", "Beacon", "--algo", "bc", "--out", str(tmp_path / "a.safetensors"))
+
+
+def test_train_agent_ppo_tiny_run_exports_and_evaluates(tmp_path):
+    out = tmp_path / "ppo"
+    run("train-agent", "--env", "MsPacman", "--algo", "ppo", "--steps", "256", "--n-envs", "2", "--eval-episodes", "1",
+        "--out", str(out))
+    meta = json.loads(run("info", str(out / "agent.safetensors")).stdout)
+    assert meta["arch"] == "nature_cnn" and meta["n_actions"] == 9
+    assert meta["info"]["eval"]["episodes"] == 1 and meta["info"]["num_timesteps"] >= 256

@@ -70,6 +70,9 @@ def train_agent(
     subprocess: bool = typer.Option(False, help="ppo: run envs in worker processes"),
     resume: bool = typer.Option(False, help="ppo: continue from the latest checkpoint in --out"),
     eval_episodes: int = typer.Option(10, help="ppo: full-game evaluation episodes at the end"),
+    export_checkpoint: Path | None = typer.Option(
+        None, help="ppo: skip training; export and evaluate this SB3 checkpoint (e.g. --out/ppo_600000.zip)"
+    ),
 ) -> None:
     """Train an agent to explain: SB3 PPO on Atari, or behaviour cloning on the ground-truth env."""
     from vmask_live.train_agent import BCConfig, PPOConfig, evaluate_agent, export_ppo, train_bc, train_ppo
@@ -82,7 +85,7 @@ def train_agent(
             )
             console.print(f"agent saved to {path}: {metrics}")
             return
-        zip_path = train_ppo(
+        zip_path = export_checkpoint or train_ppo(
             PPOConfig(
                 env=env, out=str(out), total_steps=steps, n_envs=n_envs, seed=seed, subprocess=subprocess, resume=resume
             )
