@@ -120,7 +120,7 @@ def env_table(env_name: str, spec: str, agent_spec: str, repeats: int) -> None:
     session.reset()
     import pygame
 
-    pygame.init()
+    pygame.display.init()
     first = session.frame(fps=0.0)
     screen = pygame.display.set_mode((first.shape[1], first.shape[0]))
     n = max(100, repeats)

@@ -120,4 +120,4 @@ def test_train_agent_ppo_tiny_run_exports_and_evaluates(tmp_path):
         "--out", str(out))
     meta = json.loads(run("info", str(out / "agent.safetensors")).stdout)
     assert meta["arch"] == "nature_cnn" and meta["n_actions"] == 9
-    assert meta["info"]["eval"]["episodes"] == 1 and meta["info"]["num_timesteps"] >= 256
+    assert meta["info"]["eval"]["deterministic"]["episodes"] == 1 and meta["info"]["num_timesteps"] >= 256

@@ -92,7 +92,10 @@ def train_agent(
         )
         agent_path = out / "agent.safetensors"
         export_ppo(zip_path, agent_path)
-        scores = evaluate_agent(agent_path, env, eval_episodes, seed=seed + 100)
+        scores = {
+            mode: evaluate_agent(agent_path, env, eval_episodes, seed=seed + 100, deterministic=(mode == "deterministic"))
+            for mode in ("deterministic", "stochastic")
+        }
         export_ppo(zip_path, agent_path, {"eval": scores})
         console.print(f"agent saved to {agent_path}; evaluation: {scores}")
     except _USER_ERRORS as err:
@@ -206,7 +209,10 @@ def evaluate(
     data: Path = typer.Option(..., help="Dataset folder (its test split is used)"),
     agent: str = typer.Option(..., help="The dataset's agent"),
     explainer: str = typer.Option(..., help="Explainer checkpoint"),
+    stalder: str | None = typer.Option(None, help="Explainer (Stalder et al.) checkpoint: `train --loss-kind explainer`"),
     methods: str = typer.Option("visionmask", help="Comma-separated methods, or 'all'"),
+    rise_masks: int = typer.Option(2000, help="RISE masks per state"),
+    lime_samples: int = typer.Option(300, help="LIME samples per state"),
     n: int = typer.Option(500, help="Test states"),
     out: Path = typer.Option(Path("runs/eval"), help="Report folder"),
     seed: int = 0,
@@ -218,7 +224,8 @@ def evaluate(
     try:
         report = run(
             EvaluateConfig(
-                data=str(data), agent=agent, explainer=explainer, methods=methods, n=n, out=str(out), seed=seed
+                data=str(data), agent=agent, explainer=explainer, stalder=stalder, methods=methods, n=n, out=str(out),
+                seed=seed, rise_masks=rise_masks, lime_samples=lime_samples
             )
         )
     except _USER_ERRORS as err:
@@ -274,7 +281,7 @@ def play(
     episodes: int = 1,
     max_steps: int | None = None,
     seed: int = 0,
-    deterministic: bool = False,
+    deterministic: bool = typer.Option(True, "--deterministic/--stochastic", help="Arg-max or sampled actions"),
 ) -> None:
     """Watch the agent play with its saliency overlay in a Pygame window.
 
@@ -306,7 +313,7 @@ def record(
     episodes: int = 1,
     max_steps: int | None = None,
     seed: int = 0,
-    deterministic: bool = False,
+    deterministic: bool = typer.Option(True, "--deterministic/--stochastic", help="Arg-max or sampled actions"),
 ) -> None:
     """Record the overlay video of the agent playing (finalised even on Ctrl-C)."""
     from vmask_live.wrappers.live import record as run

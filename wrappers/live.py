@@ -43,8 +43,8 @@ class LiveConfig:
     episodes: int = 1
     max_steps: int | None = None
     seed: int = 0
-    deterministic: bool = False
-    """Act by arg-max instead of sampling from the agent's policy."""
+    deterministic: bool = True
+    """Act by arg-max (the bundled MsPacman agent scores higher so) instead of sampling from the policy."""
 
 
 class LiveSession:
@@ -150,7 +150,7 @@ def _open_window(size: tuple[int, int]):
         import pygame
     except ImportError as err:
         raise ImportError('pygame is not installed; run `pip install "pygame-ce>=2.4"`') from err
-    pygame.init()
+    pygame.display.init()  # video only: no audio device needed
     try:
         screen = pygame.display.set_mode(size)
     except pygame.error as err:
