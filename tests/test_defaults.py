@@ -12,7 +12,7 @@ from vmask_live.metrics import evaluate_maps
 DEFAULTS = Path(vm.__file__).parent / "defaults"
 
 
-@pytest.mark.parametrize("env_name", ["Beacon"])
+@pytest.mark.parametrize("env_name", ["Beacon", "MsPacman"])
 def test_bundled_checkpoints_run_real_steps(env_name):
     agent = vm.load_agent(f"default:{env_name}")
     explainer = vm.load_explainer(f"default:{env_name}")
@@ -27,3 +27,19 @@ def test_bundled_checkpoints_run_real_steps(env_name):
     assert (DEFAULTS / env_name / "PROVENANCE.md").stat().st_size > 500
     for f in ("agent.safetensors", "explainer.safetensors"):
         assert (DEFAULTS / env_name / f).stat().st_size < 10 * 2**20
+
+
+def test_mspacman_explainer_meets_the_quality_targets_on_shipped_test_states():
+    data = np.load(Path(__file__).parent / "data" / "mspacman_test_states.npz")
+    agent = vm.load_agent("default:MsPacman")
+    explainer = vm.load_explainer("default:MsPacman")
+    x = explainer.obs_format.to_model(data["obs"])
+    with torch.inference_mode():
+        a = agent(x).argmax(1)
+    assert (a.numpy() == data["actions"]).all()  # the shipped labels are this agent's actions
+    res = evaluate_maps(agent, x, a, explainer.attribute, explainer.reference, with_lle=False)
+    print(res)
+    acc_min, ins_min, del_max = data["thresholds"].tolist()
+    assert res["accuracy"] >= acc_min
+    assert res["insertion"] >= ins_min
+    assert res["deletion"] <= del_max

@@ -213,6 +213,7 @@ def evaluate(
     methods: str = typer.Option("visionmask", help="Comma-separated methods, or 'all'"),
     rise_masks: int = typer.Option(2000, help="RISE masks per state"),
     lime_samples: int = typer.Option(300, help="LIME samples per state"),
+    lle_n: int = typer.Option(50, help="States used for LLE (N neighbours each)"),
     n: int = typer.Option(500, help="Test states"),
     out: Path = typer.Option(Path("runs/eval"), help="Report folder"),
     seed: int = 0,
@@ -225,7 +226,7 @@ def evaluate(
         report = run(
             EvaluateConfig(
                 data=str(data), agent=agent, explainer=explainer, stalder=stalder, methods=methods, n=n, out=str(out),
-                seed=seed, rise_masks=rise_masks, lime_samples=lime_samples
+                seed=seed, rise_masks=rise_masks, lime_samples=lime_samples, lle_n=lle_n
             )
         )
     except _USER_ERRORS as err:

@@ -284,7 +284,13 @@ def export_ppo(zip_path: str | Path, out: str | Path, info: dict | None = None) 
 
 
 def evaluate_agent(
-    agent_spec, env_name: str, episodes: int = 10, seed: int = 100, deterministic: bool = False, max_steps: int = 27_000
+    agent_spec,
+    env_name: str,
+    episodes: int = 10,
+    seed: int = 100,
+    deterministic: bool = False,
+    max_steps: int = 27_000,
+    epsilon: float = 0.0,
 ) -> dict:
     """Mean/std raw game score over full-game episodes (all envs stepped in one batched agent call)."""
     import gymnasium as gym
@@ -302,6 +308,9 @@ def evaluate_agent(
     scores, active = np.zeros(episodes), np.ones(episodes, bool)
     for _ in range(max_steps):
         actions, _, _ = agent.act(obs, deterministic=deterministic, rng=rng)
+        if epsilon:  # epsilon-greedy evaluation (the DQN protocol): breaks deterministic loops
+            explore = rng.random(len(actions)) < epsilon
+            actions = np.where(explore, rng.integers(0, agent.n_actions, len(actions)), actions)
         obs, reward, term, trunc, _ = envs.step(actions)
         scores += reward * active
         active &= ~(term | trunc)
