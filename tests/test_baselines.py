@@ -58,3 +58,16 @@ def test_greydanus_finds_the_only_pixels_that_matter():
 def test_unknown_method():
     with pytest.raises(ValueError, match="Unknown method 'shap'"):
         build_method("shap", tiny_agent(), Reference("black"))
+
+
+@pytest.mark.parametrize("name", ["gradient", "gradcam", "integrated_gradients"])
+def test_gradient_methods_work_inside_the_metrics(name):
+    pytest.importorskip("captum")
+    from vmask_live.metrics import evaluate_maps
+
+    agent = tiny_agent()
+    method = build_method(name, agent, Reference("black"))
+    x = torch.rand(3, 1, 84, 84)
+    res = evaluate_maps(agent, x, torch.tensor([0, 1, 2]), method.attribute, Reference("black"), n_steps=4,
+                        lle_neighbours=2)
+    assert 0 <= res["accuracy"] <= 100 and res["lle"] >= 0

@@ -94,21 +94,21 @@ def insertion_deletion(
     }
 
 
-@torch.inference_mode()
 def lle(
     fn: SaliencyFn, x: torch.Tensor, actions: torch.Tensor, eps: float = 0.05, n_neighbours: int = 10, seed: int = 0
 ) -> torch.Tensor:
     """Local Lipschitz estimate ``max_{s'} ‖E(s) − E(s')‖₂ / ‖s − s'‖₂`` per sample.
 
     Neighbours ``s' = clip(s + U(−eps, eps), 0, 1)`` in model space; the explained action is kept
-    fixed at ``a``. All ``B·N`` neighbours are explained in one call of ``fn``.
+    fixed at ``a``. All ``B·N`` neighbours are explained in one call of ``fn``. Not run under
+    inference mode, so gradient-based methods can differentiate inside ``fn``.
     """
     B = x.shape[0]
     g = torch.Generator(device="cpu").manual_seed(seed)
     noise = (torch.rand((B, n_neighbours, *x.shape[1:]), generator=g) * 2 - 1).to(x.device) * eps
     xn = (x.unsqueeze(1) + noise).clamp(0, 1)
-    e0 = fn(x, actions).float()
-    en = fn(xn.flatten(0, 1), actions.repeat_interleave(n_neighbours)).float().view(B, n_neighbours, -1)
+    e0 = fn(x, actions).detach().float()
+    en = fn(xn.flatten(0, 1), actions.repeat_interleave(n_neighbours)).detach().float().view(B, n_neighbours, -1)
     num = (en - e0.view(B, 1, -1)).norm(dim=2)
     den = (xn - x.unsqueeze(1)).flatten(2).norm(dim=2).clamp_min(1e-12)
     return (num / den).max(dim=1).values
