@@ -103,7 +103,7 @@ def env_table(env_name: str, spec: str, agent_spec: str, repeats: int) -> None:
     t_bare = _time(bare_step, repeats)
     wrapped = vm.ExplainedEnv(vm.make_env(env_name), exp, agent=agent)
     _, info = wrapped.reset(seed=0)
-    rt_backend = getattr(wrapped.explainer, "backend", "?")
+    rt_backend = getattr(wrapped.explainer, "backend", "torch (eager)")
 
     def wrapped_step():
         nonlocal info

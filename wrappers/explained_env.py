@@ -15,10 +15,14 @@ __all__ = ["ExplainedEnv", "resolve_explainer", "check_compatible"]
 
 
 def resolve_explainer(explainer: Any, backend: str = "auto"):
-    """An explainer object, a runtime, or a checkpoint path / ``default:NAME`` -> a callable runtime."""
-    if isinstance(explainer, (str, os.PathLike)):
-        from vmask_live.explainer import load_explainer
+    """A checkpoint path / ``default:NAME``, an ``Explainer`` or a runtime -> a callable runtime.
 
+    A plain ``Explainer`` is compiled for ``backend`` too (``auto``: the fastest here);
+    ``backend="none"`` keeps it as it is (eager torch).
+    """
+    from vmask_live.explainer import Explainer, load_explainer
+
+    if isinstance(explainer, (str, os.PathLike, Explainer)):
         return load_explainer(explainer, backend=backend)
     if not callable(explainer) or not hasattr(explainer, "obs_format"):
         raise TypeError(

@@ -131,7 +131,7 @@ def test_vector_env_batches_all_sub_envs():
 
     exp.__class__ = Counting
     venv = gym.vector.SyncVectorEnv([lambda: vm.make_env("Beacon") for _ in range(4)])
-    env = vm.ExplainedVectorEnv(venv, exp, agent=tiny_agent())
+    env = vm.ExplainedVectorEnv(venv, exp, agent=tiny_agent(), backend="none")
     _, infos = env.reset(seed=0)
     _, _, _, _, infos = env.step(np.zeros(4, dtype=np.int64))
     assert infos["saliency"].shape == (4, 5, 84, 84) and infos["_saliency"].all()
