@@ -15,9 +15,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 from vmask_live.train import TrainConfig, train
 
 __all__ = ["AblationConfig", "VARIANTS", "ablate"]
@@ -82,12 +79,7 @@ def ablate(cfg: AblationConfig, agent: Any = None, progress: bool = True) -> Pat
     agent = agent if agent is not None else load_agent(cfg.agent)
     base = TrainConfig.from_dict({**(cfg.base or {}), "data": cfg.data, "agent": cfg.agent})
     ds = Dataset(cfg.data)
-    test = ds.split("test")
-    idx = np.sort(np.random.default_rng(0).choice(test, min(cfg.n, len(test)), replace=False))
-    fields = ("obs", "actions", "relevant") if ds.has_relevant else ("obs", "actions")
-    d = ds.get(idx, fields)
-    x, a = ds.obs_format.to_model(d["obs"]), torch.as_tensor(d["actions"])
-    relevant = torch.as_tensor(d["relevant"]) if ds.has_relevant else None
+    x, a, relevant = ds.sample_split("test", cfg.n, seed=0)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     groups = None if cfg.groups == "all" else {g.strip() for g in cfg.groups.split(",")}
@@ -134,7 +126,7 @@ def ablate(cfg: AblationConfig, agent: Any = None, progress: bool = True) -> Pat
         "",
         f"Base: `{json.dumps({k: v for k, v in asdict(base).items() if k not in ('data', 'agent', 'out')})}`",
         "",
-        f"Each variant: same data, seed and budget; metrics on {len(idx)} test states with the background reference.",
+        f"Each variant: same data, seed and budget; metrics on {len(a)} test states with the background reference.",
         "",
         "| group | variant | " + " | ".join(h for _, h in cols) + " | train s |",
         "|---|---|" + "---|" * (len(cols) + 1),

@@ -93,7 +93,9 @@ def train_agent(
         agent_path = out / "agent.safetensors"
         export_ppo(zip_path, agent_path)
         scores = {
-            mode: evaluate_agent(agent_path, env, eval_episodes, seed=seed + 100, deterministic=(mode == "deterministic"))
+            mode: evaluate_agent(
+                agent_path, env, eval_episodes, seed=seed + 100, deterministic=(mode == "deterministic")
+            )
             for mode in ("deterministic", "stochastic")
         }
         export_ppo(zip_path, agent_path, {"eval": scores})
@@ -209,7 +211,9 @@ def evaluate(
     data: Path = typer.Option(..., help="Dataset folder (its test split is used)"),
     agent: str = typer.Option(..., help="The dataset's agent"),
     explainer: str = typer.Option(..., help="Explainer checkpoint"),
-    stalder: str | None = typer.Option(None, help="Explainer (Stalder et al.) checkpoint: `train --loss-kind explainer`"),
+    stalder: str | None = typer.Option(
+        None, help="Explainer (Stalder et al.) checkpoint: `train --loss-kind explainer`"
+    ),
     methods: str = typer.Option("visionmask", help="Comma-separated methods, or 'all'"),
     rise_masks: int = typer.Option(2000, help="RISE masks per state"),
     lime_samples: int = typer.Option(300, help="LIME samples per state"),
@@ -225,8 +229,17 @@ def evaluate(
     try:
         report = run(
             EvaluateConfig(
-                data=str(data), agent=agent, explainer=explainer, stalder=stalder, methods=methods, n=n, out=str(out),
-                seed=seed, rise_masks=rise_masks, lime_samples=lime_samples, lle_n=lle_n
+                data=str(data),
+                agent=agent,
+                explainer=explainer,
+                stalder=stalder,
+                methods=methods,
+                n=n,
+                out=str(out),
+                seed=seed,
+                rise_masks=rise_masks,
+                lime_samples=lime_samples,
+                lle_n=lle_n,
             )
         )
     except _USER_ERRORS as err:

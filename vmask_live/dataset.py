@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from vmask_live.checkpoint import atomic_write_text, tensors_sha256
 from vmask_live.observations import ObsFormat
@@ -259,6 +260,22 @@ class Dataset:
             res[order] = arr
             out[k] = res
         return out
+
+    def sample_split(self, split: str, n: int, seed: int = 0, device: str = "cpu"):
+        """A seeded sample of ``n`` states of a split in model space.
+
+        Returns:
+            ``(x, actions, relevant)``: ``(n, C, H, W)`` float, ``(n,)`` long, and the bool relevant
+            masks ``(n, H, W)`` when the env reports them (else ``None``).
+        """
+        idx = self.split(split)
+        idx = np.sort(np.random.default_rng(seed).choice(idx, min(n, len(idx)), replace=False))
+        fields = ("obs", "actions", "relevant") if self.has_relevant else ("obs", "actions")
+        d = self.get(idx, fields)
+        x = self.obs_format.to_model(d["obs"], device)
+        a = torch.as_tensor(d["actions"], device=device)
+        relevant = torch.as_tensor(d["relevant"], device=device) if self.has_relevant else None
+        return x, a, relevant
 
     def finalise(self, max_samples: int = 4096) -> None:
         """Compute the background (per-pixel median) and mean of training observations."""

@@ -93,13 +93,7 @@ def evaluate(cfg: EvaluateConfig, agent: Any = None, progress: bool = True) -> P
     vmask = load_explainer(cfg.explainer, backend="auto")
     reference = vmask.reference
     names = _method_names(cfg)
-    test = ds.split("test")
-    rng = np.random.default_rng(cfg.seed)
-    idx = np.sort(rng.choice(test, min(cfg.n, len(test)), replace=False))
-    fields = ("obs", "actions", "relevant") if ds.has_relevant else ("obs", "actions")
-    d = ds.get(idx, fields)
-    x, a = ds.obs_format.to_model(d["obs"]), torch.as_tensor(d["actions"])
-    relevant = torch.as_tensor(d["relevant"]) if ds.has_relevant else None
+    x, a, relevant = ds.sample_split("test", cfg.n, cfg.seed)
     out = Path(cfg.out)
     (out / "methods").mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
