@@ -147,3 +147,12 @@ def test_sb3_vec_env_wrapper():
     env.reset()
     _, _, _, infos = env.step(np.zeros(2, dtype=np.int64))
     assert infos[0]["saliency"].shape == (5, 84, 84) and "action_probs" in infos[1]
+
+
+def test_docstring_example_runs():
+    import doctest
+
+    from vmask_live.wrappers import explained_env
+
+    res = doctest.testmod(explained_env)
+    assert res.attempted > 0 and res.failed == 0
