@@ -18,7 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-__all__ = ["CheckpointError", "save_checkpoint", "read_checkpoint", "atomic_write_text", "file_sha256"]
+__all__ = ["CheckpointError", "save_checkpoint", "read_checkpoint", "atomic_write_text", "tensors_sha256"]
 
 META_KEY = "vmask_live"
 
@@ -88,14 +88,6 @@ def load_state(module: torch.nn.Module, tensors: dict[str, torch.Tensor], prefix
             f"{result.missing_keys[:5]}{'…' if len(result.missing_keys) > 5 else ''}, unexpected keys "
             f"{result.unexpected_keys[:5]}{'…' if len(result.unexpected_keys) > 5 else ''}"
         )
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:

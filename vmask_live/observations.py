@@ -7,7 +7,7 @@ scale) and is stored in every checkpoint, so an explainer knows what it was trai
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -120,6 +120,3 @@ class ObsFormat:
             x = x.permute(0, 2, 3, 1)
         y = (x.clamp(0, 1) * self.scale).detach().cpu().numpy()
         return np.rint(y).astype(np.uint8) if self.scale == 255.0 else y.astype(np.float32)
-
-    def as_tuple(self) -> tuple:
-        return tuple(asdict(self).values())
