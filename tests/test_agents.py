@@ -12,8 +12,16 @@ def tiny_ppo(tmp_path_factory):
     from stable_baselines3 import PPO
 
     env = gym.wrappers.FrameStackObservation(vm.make_env("Beacon"), 2)  # (2, 84, 84) uint8: an image space
-    model = PPO("CnnPolicy", env, n_steps=16, batch_size=16, n_epochs=1, seed=0, device="cpu",
-                policy_kwargs={"features_extractor_kwargs": {"features_dim": 32}})
+    model = PPO(
+        "CnnPolicy",
+        env,
+        n_steps=16,
+        batch_size=16,
+        n_epochs=1,
+        seed=0,
+        device="cpu",
+        policy_kwargs={"features_extractor_kwargs": {"features_dim": 32}},
+    )
     model.learn(32)
     path = tmp_path_factory.mktemp("ppo") / "ppo.zip"
     model.save(path)

@@ -68,6 +68,7 @@ def test_gradient_methods_work_inside_the_metrics(name):
     agent = tiny_agent()
     method = build_method(name, agent, Reference("black"))
     x = torch.rand(3, 1, 84, 84)
-    res = evaluate_maps(agent, x, torch.tensor([0, 1, 2]), method.attribute, Reference("black"), n_steps=4,
-                        lle_neighbours=2)
+    res = evaluate_maps(
+        agent, x, torch.tensor([0, 1, 2]), method.attribute, Reference("black"), n_steps=4, lle_neighbours=2
+    )
     assert 0 <= res["accuracy"] <= 100 and res["lle"] >= 0

@@ -116,8 +116,21 @@ def test_train_agent_bc_cli(tmp_path):
 
 def test_train_agent_ppo_tiny_run_exports_and_evaluates(tmp_path):
     out = tmp_path / "ppo"
-    run("train-agent", "--env", "MsPacman", "--algo", "ppo", "--steps", "256", "--n-envs", "2", "--eval-episodes", "1",
-        "--out", str(out))
+    run(
+        "train-agent",
+        "--env",
+        "MsPacman",
+        "--algo",
+        "ppo",
+        "--steps",
+        "256",
+        "--n-envs",
+        "2",
+        "--eval-episodes",
+        "1",
+        "--out",
+        str(out),
+    )
     meta = json.loads(run("info", str(out / "agent.safetensors")).stdout)
     assert meta["arch"] == "nature_cnn" and meta["n_actions"] == 9
     assert meta["info"]["eval"]["deterministic"]["episodes"] == 1 and meta["info"]["num_timesteps"] >= 256
@@ -125,7 +138,20 @@ def test_train_agent_ppo_tiny_run_exports_and_evaluates(tmp_path):
 
 def test_ablate_runs_a_group_and_writes_the_table(beacon_agent, beacon_data, tmp_path):
     base = json.dumps({"width": 4, "batch_size": 8, "epochs": 1, "steps_per_epoch": 2, "val_samples": 16})
-    run("ablate", "--data", str(beacon_data.path), "--agent", str(beacon_agent[2]), "--out", str(tmp_path),
-        "--groups", "architecture", "--base", base, "--n", "16")
+    run(
+        "ablate",
+        "--data",
+        str(beacon_data.path),
+        "--agent",
+        str(beacon_agent[2]),
+        "--out",
+        str(tmp_path),
+        "--groups",
+        "architecture",
+        "--base",
+        base,
+        "--n",
+        "16",
+    )
     table = (tmp_path / "ablation.md").read_text()
     assert "| architecture | fcn |" in table and "GT mass" in table
