@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 
@@ -32,6 +34,18 @@ def _fail(err: Exception) -> None:
 _USER_ERRORS = (ValueError, FileNotFoundError, OSError, KeyError, RuntimeError, ImportError)
 
 
+@contextmanager
+def _job(interrupted: str | None = None) -> Iterator[None]:
+    """Turn user errors into a one-line message (exit 2) and Ctrl-C into exit 130."""
+    try:
+        yield
+    except KeyboardInterrupt as err:
+        console.print(f"[yellow]{interrupted or err or 'interrupted'}[/]")
+        raise typer.Exit(130) from None
+    except _USER_ERRORS as err:
+        _fail(err)
+
+
 @app.command()
 def envs() -> None:
     """List the environment names the CLI understands and what each needs installed."""
@@ -48,14 +62,12 @@ def info(checkpoint: Path = typer.Argument(..., help="An explainer or agent .saf
     """Print a checkpoint's metadata (architecture, K, input shape, training config, metrics)."""
     from safetensors import safe_open
 
-    from vmask_live.checkpoint import META_KEY, CheckpointError, read_checkpoint
+    from vmask_live.checkpoint import META_KEY, read_checkpoint
 
-    try:
+    with _job():
         with safe_open(str(checkpoint), framework="pt") as f:
             kind = json.loads((f.metadata() or {}).get(META_KEY, "{}")).get("format", "?")
         _, meta = read_checkpoint(checkpoint, kind)
-    except (CheckpointError, *_USER_ERRORS) as err:
-        _fail(err)
     Console().print_json(json.dumps(meta))
 
 
@@ -77,7 +89,7 @@ def train_agent(
     """Train an agent to explain: SB3 PPO on Atari, or behaviour cloning on the ground-truth env."""
     from vmask_live.train_agent import BCConfig, PPOConfig, evaluate_agent, export_ppo, train_bc, train_ppo
 
-    try:
+    with _job():
         if algo == Algo.bc:
             path = out if out.suffix == ".safetensors" else out / "agent.safetensors"
             _, metrics = train_bc(
@@ -100,8 +112,6 @@ def train_agent(
         }
         export_ppo(zip_path, agent_path, {"eval": scores})
         console.print(f"agent saved to {agent_path}; evaluation: {scores}")
-    except _USER_ERRORS as err:
-        _fail(err)
 
 
 @app.command()
@@ -120,7 +130,7 @@ def collect(
     from vmask_live.dataset import CollectConfig
     from vmask_live.dataset import collect as run
 
-    try:
+    with _job():
         ds = run(
             CollectConfig(
                 env=env,
@@ -134,11 +144,6 @@ def collect(
                 resume=resume,
             )
         )
-    except KeyboardInterrupt as err:
-        console.print(f"[yellow]{err}[/]")
-        raise typer.Exit(130) from None
-    except _USER_ERRORS as err:
-        _fail(err)
     console.print(f"{len(ds)} states in {out}: {ds.manifest['counts']}")
 
 
@@ -171,7 +176,7 @@ def train(
     from vmask_live.train import TrainConfig
     from vmask_live.train import train as run
 
-    try:
+    with _job():
         cfg = TrainConfig(
             data=str(data),
             agent=agent,
@@ -198,11 +203,6 @@ def train(
             device=device,
         )
         res = run(cfg)
-    except KeyboardInterrupt as err:
-        console.print(f"[yellow]{err}[/]")
-        raise typer.Exit(130) from None
-    except _USER_ERRORS as err:
-        _fail(err)
     console.print(f"best explainer: {res.path} ({res.seconds:.0f} s, {res.samples_per_s:.0f} samples/s)")
 
 
@@ -226,7 +226,7 @@ def evaluate(
     from vmask_live.evaluate import EvaluateConfig
     from vmask_live.evaluate import evaluate as run
 
-    try:
+    with _job():
         report = run(
             EvaluateConfig(
                 data=str(data),
@@ -242,8 +242,6 @@ def evaluate(
                 lle_n=lle_n,
             )
         )
-    except _USER_ERRORS as err:
-        _fail(err)
     console.print(f"report: {report}")
 
 
@@ -260,10 +258,8 @@ def ablate(
     from vmask_live.ablation import AblationConfig
     from vmask_live.ablation import ablate as run
 
-    try:
+    with _job():
         path = run(AblationConfig(data=str(data), agent=agent, out=str(out), base=json.loads(base), groups=groups, n=n))
-    except _USER_ERRORS as err:
-        _fail(err)
     console.print(f"table: {path}")
 
 
@@ -304,12 +300,8 @@ def play(
     """
     from vmask_live.wrappers.live import play as run
 
-    try:
+    with _job():
         stats = run(_live_cfg(env, agent, explainer, backend, scale, fps, episodes, max_steps, seed, deterministic))
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-    except _USER_ERRORS as err:
-        _fail(err)
     console.print(
         f"{stats['steps']} steps, {stats['episodes']} episodes, score {stats['score']:.0f}, {stats['fps']:.1f} FPS"
     )
@@ -332,15 +324,10 @@ def record(
     """Record the overlay video of the agent playing (finalised even on Ctrl-C)."""
     from vmask_live.wrappers.live import record as run
 
-    try:
+    with _job(interrupted=f"interrupted; {out} was finalised"):
         stats = run(
             _live_cfg(env, agent, explainer, backend, scale, fps, episodes, max_steps, seed, deterministic), out
         )
-    except KeyboardInterrupt:
-        console.print(f"[yellow]interrupted; {out} was finalised[/]")
-        raise typer.Exit(130) from None
-    except _USER_ERRORS as err:
-        _fail(err)
     console.print(f"wrote {stats['path']}: {stats['frames']} frames, score {stats['score']:.0f}")
 
 
@@ -357,7 +344,7 @@ def export(
     from vmask_live.explainer import load_explainer
     from vmask_live.export import export_explainer
 
-    try:
+    with _job():
         exp = load_explainer(explainer, backend="none")
         if batch is None and backend == "tensorrt":
             batch = 1
@@ -367,8 +354,6 @@ def export(
                 f"{exp.path.stem}.{backend}-{'dyn' if batch is None else f'b{batch}'}-{precision}{suffix}"
             )
         path = export_explainer(exp, backend, out, batch_size=batch, precision=precision, device=device)
-    except _USER_ERRORS as err:
-        _fail(err)
     console.print(f"wrote {path} (+ {path.name}.json)")
 
 
