@@ -34,6 +34,9 @@ class LossConfig:
     """Weight of the area loss (0 disables)."""
     lambda_tv: float = 0.0
     """Weight of total variation (off by default, as in the paper)."""
+    lambda_l1: float = 0.0
+    """Weight of a plain L1 pull of every map toward empty, ``mean(M)`` (the authors' code adds it
+    with weight 1.0 next to eq. 5; 0 disables)."""
     kind: str = "visionmask"
     """``visionmask`` (row + column CE) or ``explainer`` (Stalder et al. 2022: target CE on the
     masked state, all other actions' maps as one group that must not yield the target)."""
@@ -123,6 +126,10 @@ def visionmask_loss(
         l_tv = total_variation(masks)
         loss = loss + cfg.lambda_tv * l_tv
         terms["loss/tv"] = l_tv.item()
+    if cfg.lambda_l1:
+        l_l1 = masks.mean()
+        loss = loss + cfg.lambda_l1 * l_l1
+        terms["loss/l1"] = l_l1.item()
     terms["loss/total"] = loss.item()
     return loss, terms
 
