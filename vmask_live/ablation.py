@@ -93,6 +93,13 @@ def ablate(cfg: AblationConfig, agent: Any = None, progress: bool = True) -> Pat
             rows.append(json.loads(done.read_text()))
             continue
         tcfg = _apply(base, changes)
+        key = json.dumps({k: v for k, v in asdict(tcfg).items() if k != "out"}, sort_keys=True)
+        same = next((r for r in rows if r.get("config") == key), None)
+        if same is not None:  # e.g. "a_max 0.1" is the base run when the base a_max is 0.1: train once
+            row = {**same, "group": group, "variant": name, "changes": changes, "same_as": same["variant"]}
+            done.write_text(json.dumps(row))
+            rows.append(row)
+            continue
         tcfg.out = str(out / slug)
         res = train(tcfg, agent=agent, progress=progress)
         exp = res.explainer
@@ -106,6 +113,7 @@ def ablate(cfg: AblationConfig, agent: Any = None, progress: bool = True) -> Pat
             "group": group,
             "variant": name,
             "changes": changes,
+            "config": key,
             "train_seconds": round(res.seconds, 1),
             **{k: v for k, v in m.items() if not k.endswith("_curve")},
         }
@@ -135,7 +143,7 @@ def ablate(cfg: AblationConfig, agent: Any = None, progress: bool = True) -> Pat
         lines.append(
             f"| {r['group']} | {r['variant']} | "
             + " | ".join(f"{r[k]:.3g}" for k, _ in cols)
-            + f" | {r['train_seconds']:.0f} |"
+            + (f" | = {r['same_as']} |" if r.get("same_as") else f" | {r['train_seconds']:.0f} |")
         )
     if "relevant_area" in rows[0]:
         lines += ["", f"Relevant area (uniform-map GT mass): {rows[0]['relevant_area']:.2f}%"]

@@ -22,7 +22,7 @@ import torch
 from vmask_live.baselines import METHODS, build_method
 from vmask_live.metrics import evaluate_maps, normalise
 
-__all__ = ["EvaluateConfig", "evaluate", "PAPER_MSPACMAN"]
+__all__ = ["EvaluateConfig", "evaluate", "CountingAgent", "PAPER_MSPACMAN"]
 
 #: Paper Table 1, MsPacman (Acc / Del / Ins / LLE / Sp).
 PAPER_MSPACMAN = {
@@ -60,7 +60,9 @@ class EvaluateConfig:
     seed: int = 0
 
 
-class _Counting(torch.nn.Module):
+class CountingAgent(torch.nn.Module):
+    """Wraps an agent and counts the states it is asked about (``states``): agent passes."""
+
     def __init__(self, agent: torch.nn.Module) -> None:
         super().__init__()
         self.agent, self.states = agent, 0
@@ -107,7 +109,7 @@ def evaluate(cfg: EvaluateConfig, agent: Any = None, progress: bool = True) -> P
                 if name == "visionmask"
                 else (load_explainer(cfg.stalder, backend="auto") if name == "explainer" else None)
             )
-            counting = _Counting(agent)
+            counting = CountingAgent(agent)
             method = build_method(name, counting, reference, explainer, cfg.rise_masks, cfg.lime_samples)
             if path.exists():
                 results[name] = json.loads(path.read_text())
