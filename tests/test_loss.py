@@ -74,3 +74,14 @@ def test_all_masked_states_go_through_one_agent_call(kind):
     loss.backward()
     assert masks.grad is not None and masks.grad.abs().sum() > 0
     assert "loss/total" in terms
+
+
+def test_l1_term_adds_the_mean_mask():
+    torch.manual_seed(0)
+    agent, s, a = _CountingAgent(2), torch.rand(2, 2, 8, 8), torch.tensor([0, 1])
+    masks, r = torch.rand(2, 2, 8, 8), torch.zeros(1, 2, 8, 8)
+    base, _ = visionmask_loss(agent, s, a, masks, r, LossConfig())
+    with_l1, terms = visionmask_loss(agent, s, a, masks, r, LossConfig(lambda_l1=2.0))
+    assert terms["loss/l1"] == pytest.approx(masks.mean().item())
+    assert (with_l1 - base).item() == pytest.approx(2.0 * masks.mean().item(), abs=1e-5)
+
