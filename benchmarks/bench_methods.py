@@ -6,7 +6,9 @@ Uses the bundled agent and explainer of ``--env`` and the shipped MsPacman test 
 (``tests/data/mspacman_test_states.npz``; other envs: states from a short roll-out of the agent).
 Every method explains the same batch of frames; the table gives the median ms per frame over
 ``--repeats`` runs, the agent forward passes per frame (counted, not assumed) and the cost
-relative to VisionMask (ONNX Runtime when installed, eager torch as a second row).
+relative to VisionMask (ONNX Runtime when installed, eager torch as a second row). Our
+Greydanus/SARFA batch all 290 perturbed states into one agent call; a last row runs Greydanus
+one state per call, as the original implementation does.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def _frames(env_name: str, agent, explainer, n: int) -> tuple[torch.Tensor, torc
 
 def main() -> None:
     import vmask_live as vm
-    from vmask_live.baselines import METHODS, build_method
+    from vmask_live.baselines import METHODS, Greydanus, build_method
     from vmask_live.evaluate import CountingAgent
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -58,10 +60,14 @@ def main() -> None:
     compiled = vm.load_explainer(f"default:{args.env}", backend="auto")
     x, a = _frames(args.env, agent, eager, args.frames)
     rows = []
-    for name in [m for m in METHODS if m != "explainer"] + ["visionmask (eager torch)"]:
+    extra = ["visionmask (eager torch)", "greydanus (1 state per agent call, as the original code)"]
+    for name in [m for m in METHODS if m != "explainer"] + extra:
         exp = eager if name.endswith("(eager torch)") else compiled
         counting = CountingAgent(agent)
-        method = build_method(name.split(" ")[0], counting, eager.reference, exp, args.rise_masks, args.lime_samples)
+        if name.startswith("greydanus ("):
+            method = Greydanus(counting, perturbations_per_eval=1)
+        else:
+            method = build_method(name.split(" ")[0], counting, eager.reference, exp, args.rise_masks, args.lime_samples)
         method.attribute(x[:2], a[:2])  # warm-up (ONNX session, captum imports)
         samples = []
         for _ in range(args.repeats):
