@@ -67,7 +67,9 @@ def main() -> None:
         if name.startswith("greydanus ("):
             method = Greydanus(counting, perturbations_per_eval=1)
         else:
-            method = build_method(name.split(" ")[0], counting, eager.reference, exp, args.rise_masks, args.lime_samples)
+            method = build_method(
+                name.split(" ")[0], counting, eager.reference, exp, args.rise_masks, args.lime_samples
+            )
         method.attribute(x[:2], a[:2])  # warm-up (ONNX session, captum imports)
         samples = []
         for _ in range(args.repeats):

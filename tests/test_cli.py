@@ -81,6 +81,8 @@ def test_collect_train_evaluate_export_info(beacon_agent, tmp_path):
     )
     text = (report / "report.md").read_text()
     assert "| visionmask |" in text and "| greydanus |" in text
+    ceiling = json.loads((report / "results.json").read_text())["results"]["ground truth (ceiling)"]
+    assert ceiling["relevance_mass"] == 100.0 and ceiling["pointing_game"] == 100.0
     for png in ("curves.png", "grid.png", "counterfactual.png", "radar.png"):
         assert (report / png).stat().st_size > 1000
     out = run("export", "--explainer", str(ckpt), "--backend", "onnx").stderr

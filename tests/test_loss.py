@@ -84,4 +84,3 @@ def test_l1_term_adds_the_mean_mask():
     with_l1, terms = visionmask_loss(agent, s, a, masks, r, LossConfig(lambda_l1=2.0))
     assert terms["loss/l1"] == pytest.approx(masks.mean().item())
     assert (with_l1 - base).item() == pytest.approx(2.0 * masks.mean().item(), abs=1e-5)
-

@@ -146,8 +146,16 @@ def evaluate(cfg: EvaluateConfig, agent: Any = None, progress: bool = True) -> P
                 results[name] = res
             grid_maps[name] = normalise(method.attribute(x[:4], a[:4]).float()).numpy()
             bar.advance(task)
+    if relevant is not None:
+        # The ceiling: the env's own relevant-pixel mask used as a saliency map (a perfect
+        # explanation); insertion and deletion cannot separate methods that come close to it.
+        oracle = evaluate_maps(agent, x, a, relevant.float(), reference, relevant, cfg.insertion_steps, with_lle=False)
+        results[GROUND_TRUTH] = {**oracle, "ms_per_frame": 0.0, "agent_passes_per_frame": 0.0}
     _write_reports(cfg, ds, out, results, grid_maps, x[:4], a[:4], agent, vmask)
     return out / "report.md"
+
+
+GROUND_TRUTH = "ground truth (ceiling)"
 
 
 COLUMNS = [
@@ -189,7 +197,9 @@ def _write_reports(cfg, ds, out: Path, results, grid_maps, x4, a4, agent, vmask)
         lines += [
             "",
             f"Relevant area (what a uniform map scores on GT mass): "
-            f"{next(iter(results.values()))['relevant_area']:.2f}%",
+            f"{next(iter(results.values()))['relevant_area']:.2f}%. The `{GROUND_TRUTH}` row scores the env's "
+            "relevant-pixel mask itself, a perfect explanation: insertion/deletion cannot separate methods "
+            "that come within about a point of it.",
         ]
     lines += [
         "",
@@ -213,8 +223,9 @@ def _write_reports(cfg, ds, out: Path, results, grid_maps, x4, a4, agent, vmask)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for name, r in results.items():
         t = np.linspace(0, 1, len(r["insertion_curve"]))
-        axes[0].plot(t, r["insertion_curve"], label=name)
-        axes[1].plot(t, r["deletion_curve"], label=name)
+        style = {"color": "k", "linestyle": "--"} if name == GROUND_TRUTH else {}
+        axes[0].plot(t, r["insertion_curve"], label=name, **style)
+        axes[1].plot(t, r["deletion_curve"], label=name, **style)
     for ax, title in zip(axes, ("insertion (higher is better)", "deletion (lower is better)"), strict=True):
         ax.set_title(title)
         ax.set_xlabel("fraction of pixels")
@@ -264,6 +275,7 @@ def _write_reports(cfg, ds, out: Path, results, grid_maps, x4, a4, agent, vmask)
     angles = np.linspace(0, 2 * np.pi, len(keys), endpoint=False).tolist()
     fig = plt.figure(figsize=(5, 5))
     ax = fig.add_subplot(polar=True)
+    results = {k: v for k, v in results.items() if k != GROUND_TRUTH}
     for name, r in results.items():
         vals = []
         for k, lower_better in keys:
