@@ -98,3 +98,25 @@ def test_training_resumes_from_last_checkpoint(beacon_agent, beacon_data, tmp_pa
     cfg.epochs, cfg.resume = 2, True
     second = train(cfg, agent=beacon_agent[0], progress=False)
     assert [h["epoch"] for h in second.history] == [1, 2]
+
+
+def test_input_noise_changes_what_the_explainer_sees_not_the_masked_state(beacon_agent, beacon_data, tmp_path):
+    from vmask_live.train import TrainConfig, train
+
+    def run(noise, out):
+        cfg = TrainConfig(
+            data=str(beacon_data.path),
+            out=str(out),
+            epochs=1,
+            steps_per_epoch=3,
+            batch_size=8,
+            width=4,
+            val_samples=16,
+            input_noise=noise,
+        )
+        return train(cfg, agent=beacon_agent[0], progress=False)
+
+    clean, noisy = run(0.0, tmp_path / "clean"), run(0.05, tmp_path / "noisy")
+    assert noisy.explainer.meta["train_config"]["input_noise"] == 0.05
+    w_clean, w_noisy = clean.explainer.tensors(), noisy.explainer.tensors()
+    assert any(not torch.equal(w_clean[k], w_noisy[k]) for k in w_clean)

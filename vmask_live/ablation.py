@@ -4,7 +4,8 @@
 and seed on the same dataset, evaluates it on the same test states, and writes ``ablation.md``
 and ``ablation.json``. Variants: area loss (abs / hinge / stalder), a_max (0.1 / 0.2 / 0.4),
 reference (background / black / mean / blur), loss components (contrastive only, +NE,
-+NE+area, +NE+area+TV), architecture (deeplab / fcn) and the Explainer loss of Stalder et al.
++NE+area, +NE+area+TV), architecture (deeplab / fcn), the Explainer loss of Stalder et al. and (ours)
+input-noise training for robustness.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ VARIANTS = [
     _v("components", "+NE+area+TV", **{"loss.lambda_tv": 1.0}),
     _v("architecture", "fcn", arch="fcn"),
     _v("loss", "Explainer (Stalder et al.)", **{"loss.kind": "explainer"}),
+    _v("robustness", "input noise ±0.05", input_noise=0.05),
 ]
 
 

@@ -162,6 +162,7 @@ def train(
     lambda_tv: float = 0.0,
     lambda_l1: float = typer.Option(0.0, help="Plain L1 pull of every map toward empty (the authors' code: 1.0)"),
     loss_kind: str = typer.Option("visionmask", help="visionmask | explainer (Stalder et al.)"),
+    input_noise: float = typer.Option(0.0, help="Train the explainer on states + U(-x, x) noise (robustness, LLE)"),
     lr: float = 1e-3,
     batch_size: int = 32,
     epochs: int = 10,
@@ -194,6 +195,7 @@ def train(
                 lambda_l1=lambda_l1,
                 kind=loss_kind,
             ),
+            input_noise=input_noise,
             lr=lr,
             batch_size=batch_size,
             epochs=epochs,
@@ -253,7 +255,7 @@ def ablate(
     agent: str = typer.Option(..., help="The dataset's agent"),
     out: Path = typer.Option(Path("runs/ablation"), help="Sweep folder (finished variants are skipped)"),
     base: str = typer.Option("{}", help='TrainConfig fields as JSON, e.g. \'{"epochs": 3, "width": 8}\''),
-    groups: str = typer.Option("all", help="area loss, a_max, reference, components, architecture, loss"),
+    groups: str = typer.Option("all", help="area loss, a_max, reference, components, architecture, loss, robustness"),
     n: int = 300,
 ) -> None:
     """Run the paper's ablations (area loss, a_max, reference, loss components, architecture)."""

@@ -46,6 +46,9 @@ class TrainConfig:
     reference: str = "background"
     """Overlay reference: background | black | mean | blur."""
     loss: LossConfig = field(default_factory=LossConfig)
+    input_noise: float = 0.0
+    """Robustness: the explainer sees ``clip(s + U(-ε, ε))`` while its maps are applied to the clean
+    ``s``, so nearby states get the same maps (what LLE measures). 0 disables."""
     lr: float = 1e-3
     weight_decay: float = 1e-4
     batch_size: int = 32
@@ -210,7 +213,10 @@ def train(cfg: TrainConfig, agent=None, progress: bool = True) -> TrainResult:
                     batch = ds.get(idx, ("obs", "actions"))
                     x = ds.obs_format.to_model(batch["obs"], device)
                     a = torch.as_tensor(batch["actions"], device=device)
-                    loss, terms = visionmask_loss(agent, x, a, net(x), reference(x), cfg.loss)
+                    x_in = x
+                    if cfg.input_noise:
+                        x_in = (x + (torch.rand_like(x) * 2 - 1) * cfg.input_noise).clamp(0, 1)
+                    loss, terms = visionmask_loss(agent, x, a, net(x_in), reference(x), cfg.loss)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
