@@ -80,19 +80,17 @@ def test_dataset_from_another_agent_is_refused(beacon_data, tmp_path):
         Dataset(tmp_path)
 
 
-def test_training_resumes_from_last_checkpoint(beacon_agent, beacon_data, tmp_path):
-    from vmask_live.train import TrainConfig, train
+def _tiny_train_config(beacon_data, out, **changes):
+    from vmask_live.train import TrainConfig
 
-    cfg = TrainConfig(
-        data=str(beacon_data.path),
-        out=str(tmp_path),
-        epochs=1,
-        steps_per_epoch=4,
-        batch_size=8,
-        width=4,
-        val_samples=16,
-        checkpoint_every=2,
-    )
+    base = {"epochs": 1, "steps_per_epoch": 4, "batch_size": 8, "width": 4, "val_samples": 16}
+    return TrainConfig(data=str(beacon_data.path), out=str(out), **{**base, **changes})
+
+
+def test_training_resumes_from_last_checkpoint(beacon_agent, beacon_data, tmp_path):
+    from vmask_live.train import train
+
+    cfg = _tiny_train_config(beacon_data, tmp_path, checkpoint_every=2)
     first = train(cfg, agent=beacon_agent[0], progress=False)
     assert len(first.history) == 1 and (tmp_path / "last.safetensors").exists()
     cfg.epochs, cfg.resume = 2, True
@@ -101,19 +99,10 @@ def test_training_resumes_from_last_checkpoint(beacon_agent, beacon_data, tmp_pa
 
 
 def test_input_noise_changes_what_the_explainer_sees_not_the_masked_state(beacon_agent, beacon_data, tmp_path):
-    from vmask_live.train import TrainConfig, train
+    from vmask_live.train import train
 
     def run(noise, out):
-        cfg = TrainConfig(
-            data=str(beacon_data.path),
-            out=str(out),
-            epochs=1,
-            steps_per_epoch=3,
-            batch_size=8,
-            width=4,
-            val_samples=16,
-            input_noise=noise,
-        )
+        cfg = _tiny_train_config(beacon_data, out, steps_per_epoch=3, input_noise=noise)
         return train(cfg, agent=beacon_agent[0], progress=False)
 
     clean, noisy = run(0.0, tmp_path / "clean"), run(0.05, tmp_path / "noisy")
