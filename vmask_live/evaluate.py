@@ -35,6 +35,10 @@ PAPER_MSPACMAN = {
 }
 
 
+#: Name of the row that scores the env's relevant-pixel mask itself (envs that provide one).
+GROUND_TRUTH = "ground truth (ceiling)"
+
+
 @dataclass
 class EvaluateConfig:
     """Compare saliency methods on a dataset's test split."""
@@ -153,9 +157,6 @@ def evaluate(cfg: EvaluateConfig, agent: Any = None, progress: bool = True) -> P
         results[GROUND_TRUTH] = {**oracle, "ms_per_frame": 0.0, "agent_passes_per_frame": 0.0}
     _write_reports(cfg, ds, out, results, grid_maps, x[:4], a[:4], agent, vmask)
     return out / "report.md"
-
-
-GROUND_TRUTH = "ground truth (ceiling)"
 
 
 COLUMNS = [
