@@ -20,6 +20,18 @@ def test_beacon_passes_env_checker_and_reports_relevant_pixels():
     assert env.render().shape == (336, 336, 3)
 
 
+def test_textured_beacon_has_no_black_background_but_the_same_relevant_pixels():
+    env = vm.make_env("beacontextured")
+    obs, info = env.reset(seed=3)
+    black, _ = vm.make_env("Beacon").reset(seed=3)
+    assert np.median(obs) > 10 and np.median(black) == 0
+    mask = info["relevant_mask"]
+    assert (obs == 255).sum() > 0 and np.all(mask[obs == 255])  # the runner is still relevant
+    assert env.unwrapped.texture == 48
+    with pytest.raises(ValueError, match="texture"):
+        BeaconEnv(texture=300)
+
+
 def test_beacon_expert_collects_beacons():
     env = BeaconEnv(max_steps=200)
     env.reset(seed=0)
@@ -38,7 +50,7 @@ def test_expert_rule():
 
 
 def test_unknown_env_lists_known_ones():
-    with pytest.raises(ValueError, match="known envs: Beacon, MsPacman"):
+    with pytest.raises(ValueError, match="known envs: Beacon, BeaconTextured, MsPacman"):
         vm.make_env("Pacman3000")
     assert canonical_name("mspacman") == "MsPacman"
     assert "MsPacman" in known_envs()

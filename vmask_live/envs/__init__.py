@@ -15,7 +15,11 @@ BEACON_ID = "vmask_live/Beacon-v0"
 if BEACON_ID not in gym.registry:
     gym.register(BEACON_ID, entry_point="vmask_live.envs.beacon:BeaconEnv")
 
-_GROUND_TRUTH = {"Beacon": "the ground-truth env: reach the beacon among clutter (built in)"}
+_GROUND_TRUTH = {
+    "Beacon": "the ground-truth env: reach the beacon among clutter (built in)",
+    "BeaconTextured": "Beacon on per-pixel grey noise instead of black: no pixel equals the reference (built in)",
+}
+_GROUND_TRUTH_KWARGS: dict[str, dict[str, Any]] = {"Beacon": {}, "BeaconTextured": {"texture": 48}}
 
 
 def known_envs() -> dict[str, str]:
@@ -49,9 +53,9 @@ def make_env(name: str, *, render_mode: str | None = None, **kwargs: Any) -> gym
     if name.startswith("ALE/") and name not in ATARI_GAMES.values():
         return make_atari(name, render_mode=render_mode, **kwargs)
     env_name = canonical_name(name)
-    if env_name == "Beacon":
+    if env_name in _GROUND_TRUTH:
         kwargs.pop("training", None)
-        return gym.make(BEACON_ID, render_mode=render_mode, **kwargs)
+        return gym.make(BEACON_ID, render_mode=render_mode, **{**_GROUND_TRUTH_KWARGS[env_name], **kwargs})
     return make_atari(env_name, render_mode=render_mode, **kwargs)
 
 

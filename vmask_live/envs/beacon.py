@@ -40,16 +40,23 @@ class BeaconEnv(gym.Env[np.ndarray, np.int64]):
         render_mode: ``None`` or ``"rgb_array"``.
         max_steps: episode length (truncation).
         clutter: number of clutter rectangles (plus as many specks).
+        texture: 0 for a black background; else the background is per-pixel grey noise in
+            ``[0, texture]``, re-drawn with the clutter, so it differs from any fixed reference.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 15}
 
-    def __init__(self, render_mode: str | None = None, max_steps: int = 100, clutter: int = 10) -> None:
+    def __init__(
+        self, render_mode: str | None = None, max_steps: int = 100, clutter: int = 10, texture: int = 0
+    ) -> None:
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"Expected render_mode None or 'rgb_array', got {render_mode!r}")
         self.render_mode = render_mode
         self.max_steps = max_steps
         self.n_clutter = clutter
+        if not 0 <= texture < 256:
+            raise ValueError(f"Expected texture in [0, 255], got {texture}")
+        self.texture = texture
         self.observation_space = gym.spaces.Box(0, 255, (SIZE, SIZE), np.uint8)
         self.action_space = gym.spaces.Discrete(5)
         self._runner = np.zeros(2, np.int64)
@@ -83,6 +90,8 @@ class BeaconEnv(gym.Env[np.ndarray, np.int64]):
     def _draw_clutter(self) -> None:
         rng = self.np_random
         img = np.zeros((SIZE, SIZE), np.uint8)
+        if self.texture:
+            img[:] = rng.integers(0, self.texture + 1, (SIZE, SIZE))
         for _ in range(self.n_clutter):
             w, h = rng.integers(2, 12, size=2)
             x, y = rng.integers(0, SIZE - 2, size=2)
