@@ -77,11 +77,15 @@ def ablate(cfg: AblationConfig, agent: Any = None, progress: bool = True) -> Pat
     from vmask_live.agents import load_agent
     from vmask_live.dataset import Dataset
     from vmask_live.metrics import evaluate_maps
+    from vmask_live.overlay import Reference
 
     agent = agent if agent is not None else load_agent(cfg.agent)
     base = TrainConfig.from_dict({**(cfg.base or {}), "data": cfg.data, "agent": cfg.agent})
     ds = Dataset(cfg.data)
     x, a, relevant = ds.sample_split("test", cfg.n, seed=0)
+    # every variant is scored with the background reference, so the columns compare the maps
+    bg, mean = ds.statistics()
+    ref = Reference.from_data("background", bg, mean, height=ds.obs_format.chw[1])
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     groups = None if cfg.groups == "all" else {g.strip() for g in cfg.groups.split(",")}
@@ -104,13 +108,7 @@ def ablate(cfg: AblationConfig, agent: Any = None, progress: bool = True) -> Pat
             continue
         tcfg.out = str(out / slug)
         res = train(tcfg, agent=agent, progress=progress)
-        exp = res.explainer
-        # every variant is scored with the background reference, so the columns compare the maps
-        from vmask_live.overlay import Reference
-
-        bg, mean = ds.statistics()
-        ref = Reference.from_data("background", bg, mean, height=ds.obs_format.chw[1])
-        m = evaluate_maps(agent, x, a, exp.attribute, ref, relevant, with_lle=True, lle_neighbours=5)
+        m = evaluate_maps(agent, x, a, res.explainer.attribute, ref, relevant, with_lle=True, lle_neighbours=5)
         row = {
             "group": group,
             "variant": name,

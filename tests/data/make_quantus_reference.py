@@ -5,7 +5,7 @@ Quantus is not a project dependency (it requires the GUI ``opencv-python``, whic
 compares ours against them (and against a live Quantus when one is importable). To regenerate::
 
     python -m venv --system-site-packages /tmp/qenv
-    /tmp/qenv/bin/pip install --no-deps quantus==0.6.0 && /tmp/qenv/bin/pip install pandas scikit-image
+    /tmp/qenv/bin/pip install --no-deps quantus==0.6.0 && /tmp/qenv/bin/pip install pandas scikit-image cachetools
     /tmp/qenv/bin/python tests/data/make_quantus_reference.py
 """
 
