@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vmask_live.errors import BackendUnavailable
 from vmask_live.explainer import Explainer
 
 __all__ = [
@@ -38,10 +39,6 @@ _INSTALL = {
     "torch": "pip install torch",
     "torch-compile": "pip install torch",
 }
-
-
-class BackendUnavailable(RuntimeError):
-    """A requested backend that cannot run here; the message says how to install it."""
 
 
 def _module(backend: str):

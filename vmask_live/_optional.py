@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 
-from gymnasium.error import DependencyNotInstalled
+from vmask_live.errors import MissingExtraError
 
 __all__ = ["require"]
 
 
 def require(module: str, extra: str) -> None:
-    """Raise ``DependencyNotInstalled`` naming ``pip install "vmask-live[extra]"`` when missing."""
+    """Raise :class:`MissingExtraError` (a gymnasium ``DependencyNotInstalled``) naming ``pip install "vmask-live[extra]"`` when missing."""
     if importlib.util.find_spec(module) is None:
-        raise DependencyNotInstalled(f'{module} is not installed; run `pip install "vmask-live[{extra}]"`')
+        raise MissingExtraError(f'{module} is not installed; run `pip install "vmask-live[{extra}]"`')

@@ -18,13 +18,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from vmask_live.errors import CheckpointError
+
 __all__ = ["CheckpointError", "save_checkpoint", "read_checkpoint", "atomic_write_text", "tensors_sha256"]
 
 META_KEY = "vmask_live"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, corrupt, truncated or of another kind."""
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

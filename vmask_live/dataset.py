@@ -23,16 +23,13 @@ import numpy as np
 import torch
 
 from vmask_live.checkpoint import atomic_write_text, tensors_sha256
+from vmask_live.errors import DatasetError
 from vmask_live.observations import ObsFormat
 
 __all__ = ["CollectConfig", "collect", "Dataset", "DatasetError", "SPLITS"]
 
 SPLITS = ("train", "val", "test")
 FORMAT = "vmask-live-dataset"
-
-
-class DatasetError(ValueError):
-    """A dataset folder that is missing, empty, or from another env or agent."""
 
 
 @dataclass

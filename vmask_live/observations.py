@@ -14,11 +14,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from vmask_live.errors import ObservationError
+
 __all__ = ["ObsFormat", "ObservationError"]
-
-
-class ObservationError(ValueError):
-    """An observation (space) that is not the pixels a checkpoint expects."""
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from vmask_live.errors import NoDisplayError
 from vmask_live.render import ViewState
 
 __all__ = ["LiveConfig", "LiveSession", "play", "record", "NoDisplayError"]
-
-
-class NoDisplayError(RuntimeError):
-    """No display for the Pygame window."""
 
 
 @dataclass
