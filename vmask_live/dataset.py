@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from vmask_live.checkpoint import atomic_write_text, tensors_sha256
+from vmask_live.checkpoint import atomic_write_text
 from vmask_live.errors import DatasetError
 from vmask_live.observations import ObsFormat
+from vmask_live.pairing import agent_hash
 
 __all__ = ["CollectConfig", "collect", "Dataset", "DatasetError", "SPLITS"]
 
@@ -59,10 +60,6 @@ def _save_npy(path: Path, arr: np.ndarray) -> None:
     with open(tmp, "wb") as f:
         np.save(f, arr)
     os.replace(tmp, path)
-
-
-def agent_hash(agent) -> str:
-    return tensors_sha256(agent.state_dict())[:16]
 
 
 def collect(cfg: CollectConfig, agent=None, progress: bool = True) -> Dataset:

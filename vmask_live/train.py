@@ -128,7 +128,7 @@ def train(cfg: TrainConfig, agent=None, progress: bool = True) -> TrainResult:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from vmask_live.agents import load_agent
-    from vmask_live.dataset import agent_hash
+    from vmask_live.pairing import agent_hash
 
     torch.manual_seed(cfg.seed)
     device = torch.device(cfg.device)
