@@ -28,4 +28,8 @@ def __getattr__(name: str) -> Any:
         from vmask_live import wrappers
 
         return getattr(wrappers, name)
+    if name in ("wrappers", "export"):  # `vm.wrappers.ExplainedVecEnv` works without an import first
+        import importlib
+
+        return importlib.import_module(f"vmask_live.{name}")
     raise AttributeError(f"module 'vmask_live' has no attribute {name!r}")

@@ -1,12 +1,15 @@
 """From environment observations to the tensors agents and explainers share.
 
 Everything that touches a network works in one *model space*: float32 ``(B, C, H, W)`` in
-``[0, 1]``. :class:`ObsFormat` says how an env's pixel observations map into it (layout and
-scale) and is stored in every checkpoint, so an explainer knows what it was trained on.
+``[0, 1]``. :class:`ObsFormat` says how an env's pixel observations map into it (layout, dtype,
+value range, scale) and is stored in every checkpoint, so an agent or explainer knows what it was
+trained on and refuses anything else where data enters: the observation space when a wrapper is
+built (:meth:`ObsFormat.adapter`) and every batch (:meth:`ObsFormat.check`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +20,12 @@ import torch
 from vmask_live.errors import ObservationError
 
 __all__ = ["ObsFormat", "ObservationError"]
+
+_FLOAT_HINT = (
+    "likely cause: the env scales pixels to [0, 1] (AtariPreprocessing(scale_obs=True), a float Box(0, 1) "
+    "space, VecNormalize) while the checkpoint was trained on raw uint8 frames; fix: give it the raw uint8 "
+    "observations (scale_obs=False), or train an agent/explainer on these observations"
+)
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,30 @@ class ObsFormat:
     shape: tuple[int, ...]
     layout: str
     scale: float = 255.0
+    dtype: str = ""
+    """numpy dtype name of raw observations (``""``: ``uint8`` when ``scale`` is 255, else ``float32``)."""
+    low: float = 0.0
+    """Smallest valid raw value."""
+    high: float | None = None
+    """Largest valid raw value (``None``: ``scale``)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+        if not self.dtype:
+            object.__setattr__(self, "dtype", "uint8" if self.scale == 255.0 else "float32")
+        if self.high is None:
+            object.__setattr__(self, "high", float(self.scale))
+        if self.layout not in ("hw", "chw", "hwc"):
+            raise ObservationError(f"Expected layout 'hw', 'chw' or 'hwc', got {self.layout!r}")
+
+    @property
+    def is_uint8(self) -> bool:
+        return self.dtype == "uint8"
+
+    def describe(self) -> str:
+        """E.g. ``uint8 (4, 84, 84) in [0, 255]``."""
+        lo, hi = (int(self.low), int(self.high)) if self.is_uint8 else (self.low, self.high)
+        return f"{self.dtype} {self.shape} in [{lo}, {hi}]"
 
     @property
     def chw(self) -> tuple[int, int, int]:
@@ -46,10 +79,13 @@ class ObsFormat:
     def from_space(cls, space: gym.Space) -> ObsFormat:
         """Infer the format of a Box pixel space; raise a clear error for anything else."""
         if isinstance(space, gym.spaces.Dict):
+            key = next(
+                (k for k, v in space.spaces.items() if isinstance(v, gym.spaces.Box) and len(v.shape) in (2, 3)), "KEY"
+            )
             raise ObservationError(
-                f"Expected a pixel (Box) observation space, got a Dict space with keys "
-                f"{list(space.spaces)}; pick the image key first, e.g. "
-                "`gymnasium.wrappers.FilterObservation` or pass `obs_key=` to ExplainedEnv"
+                f"Expected a pixel (Box) observation space, got a Dict space with keys {list(space.spaces)}; "
+                f"give the wrapper the image alone: gymnasium.wrappers.TransformObservation(env, lambda o: "
+                f"o[{key!r}], env.observation_space[{key!r}])"
             )
         if not isinstance(space, gym.spaces.Box) or len(space.shape) not in (2, 3):
             raise ObservationError(
@@ -67,33 +103,139 @@ class ObsFormat:
             layout = "hwc"
         else:
             raise ObservationError(f"Cannot tell the channel axis of observation shape {shape}")
-        if space.dtype == np.uint8:
-            scale = 255.0
-        else:
-            high = float(np.max(space.high))
-            if not np.isfinite(high):
-                raise ObservationError(
-                    f"Expected bounded pixel values (uint8, or floats with a finite high), got {space}"
-                )
-            scale = high
-        return cls(shape=shape, layout=layout, scale=scale)
+        dtype = np.dtype(space.dtype)
+        if dtype == np.uint8:
+            return cls(shape=shape, layout=layout, scale=255.0, dtype="uint8", low=0.0, high=255.0)
+        if dtype.kind != "f":
+            raise ObservationError(
+                f"Expected uint8 or floating-point pixel observations, got dtype {dtype} in {space}; "
+                "cast them to uint8 (raw pixels) with a gymnasium.wrappers.TransformObservation"
+            )
+        low, high = float(np.min(space.low)), float(np.max(space.high))
+        if not (np.isfinite(low) and np.isfinite(high)) or high <= low:
+            raise ObservationError(
+                f"Expected bounded pixel values (uint8, or floats with a finite low < high), got {space}; "
+                "give the Box its real pixel range, e.g. Box(0.0, 1.0, shape, np.float32)"
+            )
+        return cls(shape=shape, layout=layout, scale=high, dtype=dtype.name, low=low, high=high)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"shape": list(self.shape), "layout": self.layout, "scale": self.scale}
+        return {
+            "shape": list(self.shape),
+            "layout": self.layout,
+            "scale": self.scale,
+            "dtype": self.dtype,
+            "low": self.low,
+            "high": self.high,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ObsFormat:
-        return cls(shape=tuple(d["shape"]), layout=d["layout"], scale=float(d["scale"]))
+        """Inverse of :meth:`to_dict`; checkpoints from before dtype/range were recorded get the
+        values their scale implies (255: uint8 in [0, 255])."""
+        return cls(
+            shape=tuple(d["shape"]),
+            layout=d["layout"],
+            scale=float(d["scale"]),
+            dtype=d.get("dtype", ""),
+            low=float(d.get("low", 0.0)),
+            high=None if d.get("high") is None else float(d["high"]),
+        )
 
-    def check(self, obs: np.ndarray, batched: bool) -> None:
-        """Raise if ``obs`` does not have this format's shape."""
+    def _channel_last_of_this(self, shape: tuple[int, ...]) -> bool:
+        return self.layout == "chw" and shape == (*self.shape[1:], self.shape[0])
+
+    def check(self, obs: Any, batched: bool) -> None:
+        """Raise :class:`ObservationError` unless ``obs`` has this format's shape, dtype, value range
+        and only finite values (all problems in one message)."""
+        if isinstance(obs, torch.Tensor):
+            obs = obs.detach().cpu().numpy()
+        obs = np.asarray(obs)
         shape = tuple(obs.shape[1:]) if batched else tuple(obs.shape)
         if shape != self.shape:
+            if batched and tuple(obs.shape) == self.shape:
+                fix = "this is a single observation: pass a batch of one, obs[None]"
+            elif self._channel_last_of_this(shape):
+                fix = (
+                    f"the observations are channel-last; the checkpoint takes channel-first {self.shape}: "
+                    "transpose with np.moveaxis(obs, -1, -3), or wrap an SB3 VecEnv in VecTransposeImage"
+                )
+            else:
+                fix = "is the env wrapped with the same preprocessing (frame stack, resize, grey) as at training time?"
+            where = " after the batch axis" if batched else ""
             raise ObservationError(
-                f"Expected observations of shape {self.shape}{' (after the batch axis)' if batched else ''}, "
-                f"got {tuple(obs.shape)}; is the env wrapped with the same preprocessing "
-                "(frame stack, resize, grey) as at training time?"
+                f"Expected observations of shape {self.shape}{where} (a batch is (B, {', '.join(map(str, self.shape))})), "
+                f"got an array of shape {tuple(obs.shape)}; {fix}"
             )
+        problems = []
+        if self.is_uint8 and obs.dtype != np.uint8:
+            hint = (
+                _FLOAT_HINT
+                if obs.dtype.kind == "f"
+                else "fix: pass obs.astype(np.uint8) if these are raw pixel values 0-255"
+            )
+            problems.append(f"expected dtype uint8, got {obs.dtype}; {hint}")
+        elif not self.is_uint8 and obs.dtype.kind != "f":
+            problems.append(
+                f"expected floating-point pixels in [{self.low}, {self.high}] ({self.dtype}), got dtype {obs.dtype}; "
+                "fix: give the observations the dtype and scaling the checkpoint was trained on"
+            )
+        if obs.dtype.kind == "f" and obs.size:
+            finite = np.isfinite(obs)
+            if not finite.all():
+                bad = int((~finite).sum())
+                problems.append(
+                    f"{bad} of {obs.size} values are NaN or infinite; the maps and action of such a state "
+                    "would be meaningless (check the env and the wrappers before this one)"
+                )
+            elif not self.is_uint8:
+                lo, hi = float(obs.min()), float(obs.max())
+                tol = 1e-3 * (self.high - self.low)
+                if lo < self.low - tol or hi > self.high + tol:
+                    problems.append(
+                        f"expected values in [{self.low}, {self.high}], got values in [{lo:.4g}, {hi:.4g}]; "
+                        "fix: scale the observations as at training time"
+                    )
+        if problems:
+            raise ObservationError(f"Observations do not match {self.describe()}: " + "; ".join(problems))
+
+    def mismatch(self, env_format: ObsFormat) -> str | None:
+        """Why raw observations of ``env_format`` cannot feed a checkpoint of this format (None: they can,
+        possibly after :meth:`adapter`'s transposition)."""
+        problems = []
+        if env_format.shape != self.shape and not self._channel_last_of_this(env_format.shape):
+            problems.append(
+                f"shape {env_format.shape} (expected {self.shape}; same preprocessing/frame stack as in training?)"
+            )
+        if self.is_uint8 != env_format.is_uint8:
+            hint = _FLOAT_HINT if self.is_uint8 else "fix: give it the float observations it was trained on"
+            problems.append(f"dtype {env_format.dtype} (expected {self.dtype}); {hint}")
+        elif not self.is_uint8 and (
+            not np.isclose(env_format.low, self.low) or not np.isclose(env_format.high, self.high)
+        ):
+            problems.append(
+                f"value range [{env_format.low}, {env_format.high}] (expected [{self.low}, {self.high}]); "
+                "fix: scale the observations as at training time"
+            )
+        return "; ".join(problems) or None
+
+    def adapter(self, space: gym.Space, who: str = "checkpoint") -> Callable[[np.ndarray], np.ndarray]:
+        """Check an env's observation space against this format and return ``raw env batch -> raw
+        batch in this format`` (the identity, or a channel-last to channel-first transposition, as
+        RL-Zoo / SB3 VecEnvs give (84, 84, 4) frame stacks).
+
+        Raises:
+            ObservationError: naming every mismatch (shape, dtype, value range) and the fix.
+        """
+        env_format = ObsFormat.from_space(space)
+        why = self.mismatch(env_format)
+        if why:
+            raise ObservationError(
+                f"The {who} expects {self.describe()}, but the env gives {env_format.describe()}: {why}"
+            )
+        if env_format.shape != self.shape:
+            return lambda obs: np.ascontiguousarray(np.moveaxis(np.asarray(obs), -1, -3))
+        return lambda obs: obs
 
     def to_model(self, obs: np.ndarray | torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
         """Batch of raw observations ``(B, *shape)`` -> model space ``(B, C, H, W)`` float in [0, 1]."""
@@ -117,4 +259,4 @@ class ObsFormat:
         elif self.layout == "hwc":
             x = x.permute(0, 2, 3, 1)
         y = (x.clamp(0, 1) * self.scale).detach().cpu().numpy()
-        return np.rint(y).astype(np.uint8) if self.scale == 255.0 else y.astype(np.float32)
+        return np.rint(y).astype(np.uint8) if self.is_uint8 else y.astype(self.dtype)

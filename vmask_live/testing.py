@@ -13,6 +13,7 @@ from vmask_live.explainer import Explainer
 from vmask_live.model import build_explainer
 from vmask_live.observations import ObsFormat
 from vmask_live.overlay import Reference
+from vmask_live.pairing import agent_hash
 
 __all__ = ["tiny_explainer", "tiny_agent", "BEACON_FORMAT"]
 
@@ -20,15 +21,25 @@ BEACON_FORMAT = ObsFormat(shape=(84, 84), layout="hw", scale=255.0)
 
 
 def tiny_explainer(
-    seed: int = 0, obs_format: ObsFormat = BEACON_FORMAT, n_actions: int = 5, action_names: list[str] | None = None
+    seed: int = 0,
+    obs_format: ObsFormat = BEACON_FORMAT,
+    n_actions: int = 5,
+    action_names: list[str] | None = None,
+    agent: TorchAgent | None = None,
 ) -> Explainer:
-    """A small seeded FCN explainer (plain :class:`Explainer`, torch inference)."""
+    """A small seeded FCN explainer (plain :class:`Explainer`, torch inference).
+
+    It records the agent it belongs to as a trained explainer does: ``agent``, or by default
+    ``tiny_agent(seed, obs_format, n_actions)``, so the two pair without ``allow_mismatch``.
+    """
     torch.manual_seed(seed)
     c, h, w = obs_format.chw
     kwargs = {"in_channels": c, "n_actions": n_actions, "input_size": [h, w], "width": 4}
     net = build_explainer("fcn", **kwargs).eval()
     names = action_names or (ACTION_NAMES if n_actions == 5 else [str(i) for i in range(n_actions)])
-    return Explainer(net, "fcn", kwargs, obs_format, Reference("black"), names)
+    owner = agent if agent is not None else tiny_agent(seed, obs_format, n_actions)
+    meta = {"agent_hash": agent_hash(owner)}
+    return Explainer(net, "fcn", kwargs, obs_format, Reference("black"), names, meta)
 
 
 def tiny_agent(seed: int = 0, obs_format: ObsFormat = BEACON_FORMAT, n_actions: int = 5) -> TorchAgent:

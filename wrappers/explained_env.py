@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
 
-from vmask_live.observations import ObservationError, ObsFormat
+from vmask_live.errors import ConfigError, ObservationError
+from vmask_live.observations import ObsFormat
+from vmask_live.pairing import check_pairing
 from vmask_live.render import ViewState, compose
 
-__all__ = ["ExplainedEnv", "resolve_explainer", "check_compatible"]
+__all__ = ["ExplainedEnv", "resolve_explainer", "resolve_agent", "check_compatible"]
 
 
 def resolve_explainer(explainer: Any, backend: str = "auto"):
@@ -25,33 +28,76 @@ def resolve_explainer(explainer: Any, backend: str = "auto"):
     if isinstance(explainer, (str, os.PathLike, Explainer)):
         return load_explainer(explainer, backend=backend)
     if not callable(explainer) or not hasattr(explainer, "obs_format"):
-        raise TypeError(
-            f"Expected an explainer (checkpoint path, Explainer or Runtime), got {type(explainer).__name__}"
+        raise ConfigError(
+            f"Expected an explainer (checkpoint path, 'default:NAME', Explainer or Runtime), got "
+            f"{type(explainer).__name__}; load one with vm.load_explainer(path)"
         )
     return explainer
 
 
-def check_compatible(space: gym.Space, action_space: gym.Space, explainer: Any, agent: Any | None) -> ObsFormat:
-    """Check env, explainer and agent agree on observation shape and action count (all problems at once)."""
-    fmt = ObsFormat.from_space(space)
+def resolve_agent(agent: Any):
+    """``None``, a path / ``default:NAME``, an :class:`~vmask_live.agents.Agent` or a live SB3 model
+    -> an agent (or ``None``). A plain ``torch.nn.Module`` is refused with the exact call to wrap it:
+    how it scales its input cannot be guessed safely."""
+    from torch import nn
+
+    from vmask_live.agents import MODULE_AGENT_HINT, Agent, SB3Agent, load_agent
+
+    if agent is None or isinstance(agent, Agent):
+        return agent
+    if isinstance(agent, (str, os.PathLike)):
+        return load_agent(agent)
+    if isinstance(agent, nn.Module):
+        raise ConfigError(
+            f"Expected agent= to be a vmask-live Agent, a checkpoint path or an SB3 model, got a plain "
+            f"torch.nn.Module ({type(agent).__name__}); wrap it first: {MODULE_AGENT_HINT}"
+        )
+    if hasattr(agent, "policy") and hasattr(agent, "predict"):  # a live SB3 model: no file, no pickle
+        return SB3Agent(agent).freeze()
+    raise ConfigError(
+        f"Expected agent= to be a vmask-live Agent (vm.load_agent(...)), a checkpoint path or an SB3 model, "
+        f"got {type(agent).__name__}"
+    )
+
+
+Adapter = Callable[[np.ndarray], np.ndarray]
+
+
+def check_compatible(
+    space: gym.Space, action_space: gym.Space, explainer: Any, agent: Any | None
+) -> tuple[Adapter, Adapter | None]:
+    """Check env, explainer and agent agree on observations (shape, layout, dtype, value range) and
+    action count, all problems in one error.
+
+    Returns:
+        ``(to_explainer, to_agent)``: functions from a raw env observation batch to the raw batch
+        each checkpoint takes (the identity, or a channel-last -> channel-first transposition);
+        ``to_agent`` is ``None`` without an agent.
+    """
+    env_format = ObsFormat.from_space(space)
     problems = []
     if not isinstance(action_space, gym.spaces.Discrete):
         problems.append(f"expected a Discrete action space, got {action_space}")
     elif int(action_space.n) != explainer.n_actions:
         problems.append(f"explainer has K={explainer.n_actions} maps but the env has {int(action_space.n)} actions")
-    if tuple(explainer.obs_format.shape) != fmt.shape:
+    why = explainer.obs_format.mismatch(env_format)
+    if why:
         problems.append(
-            f"explainer expects observations of shape {tuple(explainer.obs_format.shape)}, "
-            f"the env gives {fmt.shape} (same preprocessing/frame stack as in training?)"
+            f"explainer expects observations {explainer.obs_format.describe()}, the env gives "
+            f"{env_format.describe()}: {why}"
         )
     if agent is not None:
         if agent.n_actions != explainer.n_actions:
             problems.append(f"agent has {agent.n_actions} actions, explainer K={explainer.n_actions}")
-        if tuple(agent.obs_format.chw) != tuple(fmt.chw):
-            problems.append(f"agent expects observations {tuple(agent.obs_format.shape)}, the env gives {fmt.shape}")
+        why = agent.obs_format.mismatch(env_format)
+        if why:
+            problems.append(
+                f"agent expects observations {agent.obs_format.describe()}, the env gives {env_format.describe()}: {why}"
+            )
     if problems:
         raise ObservationError("Incompatible env/explainer/agent: " + "; ".join(problems))
-    return fmt
+    to_agent = agent.obs_format.adapter(space, "agent") if agent is not None else None
+    return explainer.obs_format.adapter(space, "explainer"), to_agent
 
 
 class ExplainedEnv(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):
@@ -72,11 +118,20 @@ class ExplainedEnv(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorA
             ``AtariPreprocessing`` + ``FrameStackObservation``); its ``render_mode`` should be
             ``"rgb_array"`` for overlays.
         explainer: a checkpoint path, ``"default:NAME"``, an ``Explainer`` or a runtime.
-        agent: optional agent (see :func:`vmask_live.load_agent`) for the action and probabilities.
+        agent: optional agent (see :func:`vmask_live.load_agent`, or a live SB3 model) for the
+            action and probabilities; the explainer must have been trained for it.
         saliency_key: the ``info`` key for the maps (the other keys are fixed).
         view: what ``render()`` shows (:class:`~vmask_live.render.ViewState`).
         panel: add the side panel with action probabilities to ``render()``.
         backend: inference backend when ``explainer`` is a path (``auto``, ``onnx``, ``torch``…).
+        allow_mismatch: use an explainer with an agent it was not trained for (its maps then
+            explain another network's decisions; off by default).
+
+    Raises:
+        ObservationError: the env's observations (shape, dtype, value range) or action count do
+            not match the explainer's or agent's checkpoint; also on any later observation that is
+            not finite or out of range.
+        PairingError: the explainer was trained for another agent.
 
     Example:
         >>> import vmask_live as vm
@@ -99,18 +154,26 @@ class ExplainedEnv(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorA
         view: ViewState | None = None,
         panel: bool = False,
         backend: str = "auto",
+        allow_mismatch: bool = False,
     ) -> None:
         gym.utils.RecordConstructorArgs.__init__(
-            self, explainer=explainer, agent=agent, saliency_key=saliency_key, view=view, panel=panel, backend=backend
+            self,
+            explainer=explainer,
+            agent=agent,
+            saliency_key=saliency_key,
+            view=view,
+            panel=panel,
+            backend=backend,
+            allow_mismatch=allow_mismatch,
         )
         gym.Wrapper.__init__(self, env)
         self.explainer = resolve_explainer(explainer, backend)
-        if isinstance(agent, (str, os.PathLike)):
-            from vmask_live.agents import load_agent
-
-            agent = load_agent(agent)
-        self.agent = agent
-        self.obs_format = check_compatible(env.observation_space, env.action_space, self.explainer, agent)
+        self.agent = agent = resolve_agent(agent)
+        self._to_explainer, self._to_agent = check_compatible(
+            env.observation_space, env.action_space, self.explainer, agent
+        )
+        check_pairing(self.explainer, agent, allow_mismatch=allow_mismatch)
+        self.obs_format = self.explainer.obs_format
         self.saliency_key = saliency_key
         self.view = view or ViewState()
         self.panel = panel
@@ -124,13 +187,13 @@ class ExplainedEnv(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorA
                 raise KeyError(
                     f"info already has a {key!r} entry; pass another saliency_key= or unwrap the other explainer"
                 )
-        batch = np.asarray(obs)[None]
+        batch = self._to_explainer(np.asarray(obs)[None])
         maps = self.explainer(batch)[0]
-        self.last_obs, self.last_saliency = obs, maps
+        self.last_obs, self.last_saliency = batch[0], maps
         info = dict(info)
         info[self.saliency_key] = maps
         if self.agent is not None:
-            actions, probs, _ = self.agent.act(batch)
+            actions, probs, _ = self.agent.act(self._to_agent(np.asarray(obs)[None]))
             self.last_probs = probs[0]
             info["saliency_action"] = int(actions[0])
             info["action_probs"] = probs[0]
@@ -157,7 +220,7 @@ class ExplainedEnv(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorA
         x = self.obs_format.to_model(np.asarray(self.last_obs)[None])
         m = torch.from_numpy(self.last_saliency[a][None])
         cf = overlay(x, 1 - m, self.explainer.reference(x))
-        cf_action = int(self.agent.act(self.obs_format.to_raw(cf))[0][0])
+        cf_action = int(self.agent.act(self.agent.obs_format.to_raw(cf))[0][0])
         return cf[0, -1].numpy(), cf_action
 
     def render(self) -> Any:

@@ -14,17 +14,28 @@ from typing import Any
 import numpy as np
 from gymnasium.vector import VectorEnv, VectorWrapper
 
-from vmask_live.wrappers.explained_env import check_compatible, resolve_explainer
+from vmask_live.pairing import check_pairing
+from vmask_live.wrappers.explained_env import check_compatible, resolve_agent, resolve_explainer
 
 __all__ = ["ExplainedVectorEnv", "ExplainedVecEnv"]
 
 
-def _batch_explain(explainer, agent, obs: np.ndarray) -> dict[str, np.ndarray]:
-    out = {"saliency": explainer(obs)}
-    if agent is not None:
-        actions, probs, _ = agent.act(obs)
-        out["saliency_action"], out["action_probs"] = actions, probs
-    return out
+class _Explain:
+    """The checks and the batched calls both vector forms share."""
+
+    def __init__(self, space, action_space, explainer, agent, backend: str, allow_mismatch: bool) -> None:
+        self.explainer = resolve_explainer(explainer, backend)
+        self.agent = resolve_agent(agent)
+        self.to_explainer, self.to_agent = check_compatible(space, action_space, self.explainer, self.agent)
+        check_pairing(self.explainer, self.agent, allow_mismatch=allow_mismatch)
+
+    def __call__(self, obs: np.ndarray) -> dict[str, np.ndarray]:
+        obs = np.asarray(obs)
+        out = {"saliency": self.explainer(self.to_explainer(obs))}
+        if self.agent is not None:
+            actions, probs, _ = self.agent.act(self.to_agent(obs))
+            out["saliency_action"], out["action_probs"] = actions, probs
+        return out
 
 
 class ExplainedVectorEnv(VectorWrapper):
@@ -33,8 +44,10 @@ class ExplainedVectorEnv(VectorWrapper):
     Args:
         env: a ``gymnasium.vector.VectorEnv`` of pixel envs.
         explainer: checkpoint path, ``default:NAME``, ``Explainer`` or runtime.
-        agent: optional agent.
+        agent: optional agent (the explainer must have been trained for it).
         saliency_key: the ``infos`` key of the maps.
+        backend: inference backend when ``explainer`` is a path.
+        allow_mismatch: use an explainer with an agent it was not trained for.
     """
 
     def __init__(
@@ -45,17 +58,19 @@ class ExplainedVectorEnv(VectorWrapper):
         *,
         saliency_key: str = "saliency",
         backend: str = "auto",
+        allow_mismatch: bool = False,
     ) -> None:
         super().__init__(env)
-        self.explainer = resolve_explainer(explainer, backend)
-        self.agent = agent
+        self._explain = _Explain(
+            env.single_observation_space, env.single_action_space, explainer, agent, backend, allow_mismatch
+        )
+        self.explainer, self.agent = self._explain.explainer, self._explain.agent
         self.saliency_key = saliency_key
-        check_compatible(env.single_observation_space, env.single_action_space, self.explainer, agent)
 
     def _add(self, obs: np.ndarray, infos: dict[str, Any]) -> dict[str, Any]:
         infos = dict(infos)
         n = self.num_envs
-        for key, value in _batch_explain(self.explainer, self.agent, np.asarray(obs)).items():
+        for key, value in self._explain(obs).items():
             key = self.saliency_key if key == "saliency" else key
             if key in infos:
                 raise KeyError(f"infos already has a {key!r} entry; pass another saliency_key=")
@@ -81,31 +96,39 @@ def _sb3_wrapper_base():
 class ExplainedVecEnv:
     """Stable-Baselines3 ``VecEnv`` version: adds ``saliency`` (and agent keys) to each info dict.
 
-    SB3 VecEnvs return channel-last images transposed only inside the policy; pass the VecEnv the
-    explainer was trained on (for Atari, our ``make_env`` observations). Created through
+    RL-Zoo VecEnvs (``make_atari_env`` + ``VecFrameStack``) give channel-last ``(84, 84, 4)``
+    frame stacks: they are transposed to the checkpoint's channel-first layout on the way in (the
+    checkpoint records its layout), so no ``VecTransposeImage`` is needed. Created through
     ``__new__`` so that importing this module does not import SB3.
     """
 
-    def __new__(cls, venv: Any, explainer: Any, agent: Any | None = None, *, backend: str = "auto"):
+    def __new__(
+        cls,
+        venv: Any,
+        explainer: Any,
+        agent: Any | None = None,
+        *,
+        backend: str = "auto",
+        allow_mismatch: bool = False,
+    ):
         base = _sb3_wrapper_base()
+        explain = _Explain(venv.observation_space, venv.action_space, explainer, agent, backend, allow_mismatch)
 
         class _ExplainedVecEnv(base):  # type: ignore[misc, valid-type]
             def __init__(self) -> None:
                 super().__init__(venv)
-                self.explainer = resolve_explainer(explainer, backend)
-                self.agent = agent
-                check_compatible(venv.observation_space, venv.action_space, self.explainer, agent)
+                self.explainer, self.agent = explain.explainer, explain.agent
                 self.reset_infos: list[dict] = [{} for _ in range(venv.num_envs)]
 
             def reset(self):
                 obs = self.venv.reset()
-                extra = _batch_explain(self.explainer, self.agent, obs)
+                extra = explain(obs)
                 self.reset_infos = [{k: v[i] for k, v in extra.items()} for i in range(self.num_envs)]
                 return obs
 
             def step_wait(self):
                 obs, rewards, dones, infos = self.venv.step_wait()
-                extra = _batch_explain(self.explainer, self.agent, obs)
+                extra = explain(obs)
                 for i, info in enumerate(infos):
                     info.update({k: v[i] for k, v in extra.items()})
                 return obs, rewards, dones, infos

@@ -80,7 +80,9 @@ def test_frame_stack_composition_and_mismatch_errors():
     env = vm.ExplainedEnv(stacked, tiny_explainer(obs_format=fmt))
     obs, info = env.reset(seed=0)
     assert obs.shape == (4, 84, 84) and info["saliency"].shape == (5, 84, 84)
-    with pytest.raises(ObservationError, match=r"explainer expects observations of shape \(84, 84\).*\(4, 84, 84\)"):
+    with pytest.raises(
+        ObservationError, match=r"explainer expects observations uint8 \(84, 84\).*gives uint8 \(4, 84, 84\)"
+    ):
         vm.ExplainedEnv(stacked, tiny_explainer())
 
 
@@ -149,6 +151,39 @@ def test_sb3_vec_env_wrapper():
     assert infos[0]["saliency"].shape == (5, 84, 84) and "action_probs" in infos[1]
 
 
+def test_vm_wrappers_resolves_in_a_fresh_interpreter():
+    import subprocess
+    import sys
+
+    code = "import vmask_live as vm; print(vm.wrappers.ExplainedVecEnv.__name__, vm.export.load_runtime.__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["ExplainedVecEnv", "load_runtime"]
+
+
+def test_rl_zoo_channel_last_vec_env_is_transposed_for_a_channel_first_checkpoint():
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
+
+    from vmask_live.observations import ObsFormat
+
+    def make():  # RL-Zoo style: (84, 84, 1) frames, stacked channel-last by VecFrameStack
+        env = vm.make_env("Beacon")
+        return gym.wrappers.TransformObservation(
+            env, lambda o: o[..., None], gym.spaces.Box(0, 255, (84, 84, 1), np.uint8)
+        )
+
+    venv = VecFrameStack(DummyVecEnv([make for _ in range(2)]), 4)
+    assert venv.observation_space.shape == (84, 84, 4)
+    fmt = ObsFormat((4, 84, 84), "chw")
+    agent = tiny_agent(obs_format=fmt)
+    exp = tiny_explainer(obs_format=fmt, agent=agent)
+    env = vm.wrappers.ExplainedVecEnv(venv, exp, agent=agent, backend="none")
+    obs = env.reset()
+    info = env.reset_infos[0]
+    np.testing.assert_allclose(info["saliency"], exp(np.moveaxis(obs, -1, -3))[0], atol=1e-6)
+    with pytest.raises(ObservationError, match="channel-last.*VecTransposeImage"):
+        agent.act(obs)
+
+
 def test_docstring_example_runs():
     import doctest
 
@@ -156,3 +191,65 @@ def test_docstring_example_runs():
 
     res = doctest.testmod(explained_env)
     assert res.attempted > 0 and res.failed == 0
+
+
+def test_scaled_float_observations_are_refused_when_the_wrapper_is_built():
+    scaled = gym.wrappers.TransformObservation(
+        vm.make_env("Beacon"), lambda o: o.astype(np.float32) / 255, gym.spaces.Box(0.0, 1.0, (84, 84), np.float32)
+    )
+    with pytest.raises(
+        ObservationError, match=r"expects observations uint8 .*float32 \(84, 84\) in \[0.0, 1.0\].*scale_obs"
+    ):
+        vm.ExplainedEnv(scaled, tiny_explainer(), agent=tiny_agent())
+
+
+def test_non_finite_observations_fail_loudly_instead_of_nan_maps():
+    from vmask_live.observations import ObsFormat
+
+    fmt = ObsFormat.from_space(gym.spaces.Box(0.0, 1.0, (84, 84), np.float32))
+    broken = gym.wrappers.TransformObservation(
+        vm.make_env("Beacon"),
+        lambda o: np.where(np.arange(84) == 5, np.nan, o / 255).astype(np.float32),
+        gym.spaces.Box(0.0, 1.0, (84, 84), np.float32),
+    )
+    agent = tiny_agent(obs_format=fmt)
+    env = vm.ExplainedEnv(broken, tiny_explainer(obs_format=fmt, agent=agent), agent=agent)
+    with pytest.raises(ObservationError, match="84 of 7056 values are NaN or infinite"):
+        env.reset(seed=0)
+
+
+def test_explainer_of_another_agent_is_refused_unless_opted_out():
+    from vmask_live.errors import PairingError
+
+    with pytest.raises(
+        PairingError,
+        match=r"(?s)trained for agent [0-9a-f]{16}.*hashes to [0-9a-f]{16}.*vmask-live collect.*allow_mismatch=True",
+    ):
+        _env(agent=tiny_agent(seed=1))
+    _, info = _env(agent=tiny_agent(seed=1), allow_mismatch=True).reset(seed=0)
+    assert info["saliency"].shape == (5, 84, 84)
+
+
+def test_bundled_explainer_refuses_another_agent():
+    from vmask_live.errors import PairingError
+
+    with pytest.raises(PairingError, match="trained for agent"):
+        vm.ExplainedEnv(vm.make_env("Beacon"), "default:Beacon", agent=tiny_agent(), backend="torch")
+
+
+def test_plain_module_as_agent_says_how_to_wrap_it():
+    import torch
+
+    from vmask_live.errors import ConfigError
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(84 * 84, 5))
+    with pytest.raises(
+        ConfigError, match=r"plain torch.nn.Module.*vm.load_agent\(module, obs_format=.*input_scale=255.0"
+    ):
+        _env(agent=net)
+    with pytest.raises(ConfigError, match="needs input_scale"):
+        vm.load_agent(net, obs_format=tiny_agent().obs_format, n_actions=5)
+    raw_pixels = vm.load_agent(net, obs_format=tiny_agent().obs_format, n_actions=5, input_scale=255.0)
+    obs = np.full((1, 84, 84), 255, np.uint8)
+    expected = net(torch.full((1, 84, 84), 255.0))  # the module receives raw pixel values
+    np.testing.assert_allclose(raw_pixels.act(obs)[2], expected.detach().numpy(), rtol=1e-6)
