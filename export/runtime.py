@@ -1,18 +1,28 @@
-"""Backend choice, artifact cache and the :class:`Runtime` callable shared by all backends."""
+"""Backend choice, artifact cache and the :class:`Runtime` callable shared by all backends.
+
+Artifacts are loaded only when we wrote them: :func:`export_explainer` records the artifact
+file's own SHA-256 (with the weights hash) in a JSON sidecar, and :func:`load_runtime` checks both
+before handing the file to a backend, because loading runs code from it (a TensorRT ``.ep`` is
+reloaded with ``torch.export.load``, which un-pickles). A cached artifact that fails a check, or
+that a backend cannot load (e.g. truncated bytes), is deleted and rebuilt; an artifact the caller
+names (``artifact=``, written by ``vmask-live export --out``) is refused instead, with the fix.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from vmask_live.errors import BackendUnavailable
+from vmask_live.checkpoint import atomic_write_text
+from vmask_live.errors import BackendUnavailable, CheckpointError, UnsafeFileError
 from vmask_live.explainer import Explainer
 
 __all__ = [
@@ -99,8 +109,9 @@ def export_explainer(
 ) -> Path:
     """Compile ``exp`` for ``backend`` and write the artifact plus a JSON sidecar.
 
-    The sidecar records the weights hash, input shape, batch size, precision and backend; loading
-    refuses an artifact whose hash does not match the explainer it is used with.
+    The sidecar records the artifact file's SHA-256, the weights hash, input shape, batch size,
+    precision and backend; :func:`load_runtime` loads the artifact only if its bytes still have
+    that SHA-256 and its weights hash matches the explainer it is used with.
     """
     backend, device = resolve_backend(backend, device)
     mod = _module(backend)
@@ -110,11 +121,17 @@ def export_explainer(
         raise ValueError(f"Expected precision 'fp32' or 'fp16', got {precision!r}")
     path = Path(out) if out is not None else cache_dir() / _artifact_name(exp, backend, batch_size, precision)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{mod.SUFFIX}")
-    mod.export(exp, tmp, batch_size=batch_size, precision=precision, device=device)
-    os.replace(tmp, path)
+    # A per-process temporary name: two processes filling the same cache entry never share a file.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{mod.SUFFIX}")
+    try:
+        mod.export(exp, tmp, batch_size=batch_size, precision=precision, device=device)
+        digest = _file_sha256(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     sidecar = {
         "backend": backend,
+        "sha256": digest,
         "weights_hash": exp.weights_hash(),
         "input_shape": list(exp.obs_format.chw),
         "batch_size": batch_size,
@@ -123,7 +140,7 @@ def export_explainer(
         "torch": torch.__version__,
         "checkpoint": str(exp.path) if exp.path else None,
     }
-    path.with_name(path.name + ".json").write_text(json.dumps(sidecar, indent=1))
+    atomic_write_text(_sidecar_path(path), json.dumps(sidecar, indent=1))
     return path
 
 
@@ -184,11 +201,52 @@ class Runtime:
         return f"Runtime(backend={self.backend!r}, device={self.device!r}, K={self.n_actions})"
 
 
-def _read_sidecar(path: Path) -> dict[str, Any]:
-    side = path.with_name(path.name + ".json")
-    if not side.exists():
-        raise FileNotFoundError(f"Artifact {str(path)!r} has no metadata sidecar {side.name!r}; re-export it")
-    return json.loads(side.read_text())
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _sidecar_path(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def _artifact_problem(path: Path, exp: Explainer, backend: str) -> tuple[type[Exception], str] | None:
+    """Why ``path`` must not be loaded for ``exp`` (error class, reason), or None when it is ours and current."""
+    side_path = _sidecar_path(path)
+    try:
+        side = json.loads(side_path.read_text())
+        if not isinstance(side, dict):
+            raise ValueError(f"a JSON {type(side).__name__}, not an object")
+    except FileNotFoundError:
+        return UnsafeFileError, f"it has no metadata sidecar {side_path.name!r}, so nothing says vmask-live wrote it"
+    except (OSError, ValueError) as err:
+        return UnsafeFileError, f"its metadata sidecar {side_path.name!r} is unreadable ({err})"
+    recorded = side.get("sha256")
+    if not isinstance(recorded, str):
+        return UnsafeFileError, (
+            "its sidecar records no SHA-256 of the file (exported by an older vmask-live, or not by vmask-live)"
+        )
+    actual = _file_sha256(path)
+    if actual != recorded:
+        return UnsafeFileError, (
+            f"its bytes changed since export (SHA-256 {actual[:12]}… != {recorded[:12]}… recorded): "
+            "truncated, corrupted or replaced"
+        )
+    if side.get("backend") not in (None, backend):
+        return CheckpointError, f"it was exported for backend {side.get('backend')!r}, not {backend!r}"
+    if side.get("weights_hash") != exp.weights_hash():
+        return CheckpointError, (
+            f"it was exported from other weights ({str(side.get('weights_hash'))[:12]} != {exp.weights_hash()[:12]})"
+        )
+    return None
+
+
+def _discard(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    _sidecar_path(path).unlink(missing_ok=True)
 
 
 def load_runtime(
@@ -208,7 +266,14 @@ def load_runtime(
         device: ``auto`` | ``cpu`` | ``cuda``.
         batch_size: static batch for engines that need one (TensorRT); None = dynamic.
         precision: ``fp32`` or ``fp16`` (TensorRT).
-        artifact: a previously exported artifact to use instead of the cache.
+        artifact: a previously exported artifact to use instead of the cache (written by
+            :func:`export_explainer` / ``vmask-live export --out``); created there when missing.
+
+    Raises:
+        UnsafeFileError: ``artifact`` has no sidecar, no recorded SHA-256, or bytes that no longer
+            match it (cache artifacts with these problems are rebuilt instead).
+        CheckpointError: ``artifact`` was exported from other weights or for another backend.
+        BackendUnavailable: the backend cannot run here.
     """
     if isinstance(spec, Explainer):
         exp = spec
@@ -221,18 +286,45 @@ def load_runtime(
     if backend == "tensorrt" and batch_size is None:
         batch_size = 1
     art: Path | None = None
+    reused = False
     if mod.SUFFIX:
         art = Path(artifact) if artifact else cache_dir() / _artifact_name(exp, backend, batch_size, precision)
-        if art.exists():
-            side = _read_sidecar(art)
-            if side["weights_hash"] != exp.weights_hash():
-                if artifact:
-                    raise ValueError(
-                        f"Artifact {str(art)!r} was exported from other weights "
-                        f"({side['weights_hash'][:12]} != {exp.weights_hash()[:12]}); re-export it"
-                    )
-                art.unlink()
-        if not art.exists():
+        reused = art.exists()
+        if reused:
+            problem = _artifact_problem(art, exp, backend)
+            if problem is not None and artifact:
+                error, why = problem
+                risk = (
+                    "loading a file vmask-live cannot vouch for could run code from it"
+                    if error is UnsafeFileError
+                    else "its maps would not be this explainer's"
+                )
+                raise error(
+                    f"Expected an artifact exported by vmask-live for this explainer, got {str(art)!r}: {why}; "
+                    f"{risk}, so it is refused. Fix: re-export it with `vmask-live export --explainer CHECKPOINT "
+                    f"--backend {backend} --out {art}`, or leave out the artifact to use the (self-checking) cache"
+                )
+            if problem is not None:
+                _discard(art)  # our cache entry, stale or damaged: rebuild it
+                reused = False
+        if not reused:
             export_explainer(exp, backend, art, batch_size=batch_size, precision=precision, device=device)
-    fn = mod.load(art, exp, device=device, compile=(backend == "torch-compile"))
+    try:
+        fn = mod.load(art, exp, device=device, compile=(backend == "torch-compile"))
+    except (ImportError, BackendUnavailable):
+        raise
+    except Exception as err:  # noqa: BLE001 - backends raise their own types for a bad file (ORT: InvalidProtobuf)
+        if art is None or artifact or not reused:
+            raise
+        # The bytes match what we wrote, yet the backend cannot load them (a runtime upgrade, a file
+        # damaged before its hash was taken): rebuild once instead of failing on every later run.
+        warnings.warn(
+            f"Cached {backend} artifact {art.name} could not be loaded ({type(err).__name__}: {str(err)[:200]}); "
+            "rebuilding it",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        _discard(art)
+        export_explainer(exp, backend, art, batch_size=batch_size, precision=precision, device=device)
+        fn = mod.load(art, exp, device=device, compile=(backend == "torch-compile"))
     return Runtime(exp, fn, backend, device, art, batch_size if backend == "tensorrt" else None)

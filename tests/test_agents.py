@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import vmask_live as vm
-from vmask_live.agents import SB3Agent, agent_from_sb3, save_agent
+from vmask_live.agents import SB3Agent, TorchAgent, agent_from_sb3, save_agent
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +30,15 @@ def tiny_ppo(tmp_path_factory):
 
 def test_sb3_zip_loads_as_a_differentiable_agent(tiny_ppo):
     model, path, env = tiny_ppo
-    agent = vm.load_agent(path)
-    assert isinstance(agent, SB3Agent) and agent.n_actions == 5
+    agent = vm.load_agent(path)  # read without unpickling: our NatureCNN with SB3's weights
+    assert isinstance(agent, TorchAgent) and agent.n_actions == 5
     obs, _ = env.reset(seed=0)
     x = agent.obs_format.to_model(obs[None]).requires_grad_(True)
     logits = agent(x)
     logits[0, 0].backward()
     assert x.grad is not None and x.grad.abs().sum() > 0  # gradients reach the input
     expected = model.policy.get_distribution(torch.as_tensor(obs[None])).distribution.logits
-    assert torch.allclose(logits.detach(), expected, atol=1e-5)
+    assert torch.allclose(torch.log_softmax(logits.detach(), 1), expected, atol=1e-5)
 
 
 def test_sb3_policy_converts_to_our_checkpoint_without_pickle(tiny_ppo, tmp_path):
@@ -56,5 +56,5 @@ def test_sb3_policy_converts_to_our_checkpoint_without_pickle(tiny_ppo, tmp_path
 
 
 def test_action_count_mismatch_for_a_torch_module():
-    with pytest.raises(ValueError, match="obs_format= and n_actions="):
+    with pytest.raises(ValueError, match="needs obs_format, n_actions, input_scale"):
         vm.load_agent(torch.nn.Linear(4, 2))

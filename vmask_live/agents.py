@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from vmask_live.checkpoint import CheckpointError, load_state, read_checkpoint, save_checkpoint
+from vmask_live.errors import ConfigError
 from vmask_live.observations import ObsFormat
 
 __all__ = ["Agent", "TorchAgent", "SB3Agent", "NatureCNN", "SmallCNN", "KeypointCNN", "load_agent", "save_agent"]
@@ -57,7 +58,13 @@ class Agent(nn.Module):
     def act(
         self, obs: np.ndarray, deterministic: bool = True, rng: np.random.Generator | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Raw observation batch -> (actions, probabilities, logits) as numpy arrays."""
+        """Raw observation batch -> (actions, probabilities, logits) as numpy arrays.
+
+        Raises:
+            ObservationError: the batch's shape, dtype, range or finiteness is not what the agent
+                was trained on.
+        """
+        self.obs_format.check(obs, batched=True)
         logits = self(self.obs_format.to_model(obs, self.device)).float()
         probs = torch.softmax(logits, dim=1).cpu().numpy()
         if deterministic:
@@ -239,7 +246,17 @@ def _load_agent_checkpoint(path: Path) -> TorchAgent:
     return agent.freeze()
 
 
-def _load_sb3(path: Path, algo: str | None) -> SB3Agent:
+def _load_sb3(path: Path, algo: str | None, trust_pickle: bool = False) -> Agent:
+    """An SB3 zip: rebuilt from its weights without un-pickling (default), or SB3's own loader.
+
+    ``trust_pickle=True`` runs ``PPO.load``/``A2C.load``/``DQN.load``, which un-pickle the zip's
+    ``data`` entry and so run any code the file contains: only for files you trust.
+    """
+    if not trust_pickle:
+        from vmask_live.sb3_zip import load_sb3_zip
+
+        return load_sb3_zip(path, algo)
+
     import stable_baselines3 as sb3
 
     algos = [algo.upper()] if algo else ["PPO", "A2C", "DQN"]
@@ -266,6 +283,18 @@ def _load_sb3(path: Path, algo: str | None) -> SB3Agent:
     raise CheckpointError(f"Cannot load {str(path)!r} as an SB3 model ({'; '.join(errors)}); pass --algo")
 
 
+TRUST_AGENT_FILES = {"on": False}
+"""Process-wide default of ``load_agent(trust_pickle=None)``; the CLI's ``--trust-agent-file`` sets it
+for every command of that process. Off unless a person asks for it."""
+
+MODULE_AGENT_HINT = (
+    "vm.load_agent(module, obs_format=ObsFormat.from_space(env.observation_space), "
+    "n_actions=env.action_space.n, input_scale=255.0 if the module takes raw pixel values (as CleanRL's "
+    "Atari agents, which divide by 255 inside) else 1.0 (it takes [0, 1])); "
+    "ObsFormat is vmask_live.observations.ObsFormat"
+)
+
+
 def default_path(name: str, kind: str) -> Path:
     """Path of a bundled default checkpoint (``kind`` is ``agent`` or ``explainer``)."""
     from vmask_live.envs import canonical_name
@@ -287,14 +316,38 @@ def load_agent(
     algo: str | None = None,
     obs_format: ObsFormat | None = None,
     n_actions: int | None = None,
+    input_scale: float | None = None,
+    trust_pickle: bool | None = None,
 ) -> Agent:
     """Load an agent.
 
     Args:
         spec: ``"default:NAME"`` (bundled), a ``.safetensors`` agent checkpoint of ours, an SB3
-            ``.zip`` (PPO, A2C or DQN), or a ``torch.nn.Module`` (then ``obs_format`` and
-            ``n_actions`` are required).
+            ``.zip`` (PPO, A2C or DQN), or a ``torch.nn.Module`` mapping a float ``(B, C, H, W)``
+            batch to ``(B, K)`` logits (then ``obs_format``, ``n_actions`` and ``input_scale``
+            are required).
         algo: the SB3 algorithm of a ``.zip`` when it is not PPO/A2C/DQN auto-detected.
+        trust_pickle: for a ``.zip``: ``False`` (default) rebuilds SB3's Atari ``CnnPolicy``
+            (PPO, A2C, DQN) from the zip's weights and readable metadata without un-pickling
+            anything (:mod:`vmask_live.sb3_zip`) and refuses other architectures; ``True`` uses
+            SB3's own ``.load``, which un-pickles the file and so runs any code in it (CLI
+            ``vmask-live --trust-agent-file COMMAND``): only for files you trust. ``None``: the
+            process-wide :data:`TRUST_AGENT_FILES` (off unless the CLI flag set it).
+        obs_format: for a module: the env's raw observation format,
+            ``ObsFormat.from_space(env.observation_space)``.
+        n_actions: for a module: K, ``env.action_space.n``.
+        input_scale: for a module: what it expects, as a multiple of model space ([0, 1]):
+            ``255.0`` when it takes raw pixel values (CleanRL's Atari agents divide by 255
+            inside), ``1.0`` when it takes [0, 1]. Required: a wrong guess silently changes
+            every logit.
+
+    Example:
+        >>> import torch, vmask_live as vm
+        >>> from vmask_live.observations import ObsFormat
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(84 * 84, 5))
+        >>> agent = vm.load_agent(net, obs_format=ObsFormat((84, 84), "hw"), n_actions=5, input_scale=255.0)
+        >>> agent.n_actions
+        5
 
     Returns:
         A frozen :class:`Agent`.
@@ -302,9 +355,14 @@ def load_agent(
     if isinstance(spec, Agent):
         return spec.freeze()
     if isinstance(spec, nn.Module):
-        if obs_format is None or n_actions is None:
-            raise ValueError("Wrapping a torch module needs obs_format= and n_actions=")
-        return TorchAgent(spec, obs_format, n_actions).freeze()
+        missing = [
+            name
+            for name, value in (("obs_format", obs_format), ("n_actions", n_actions), ("input_scale", input_scale))
+            if value is None
+        ]
+        if missing:
+            raise ConfigError(f"Wrapping a torch.nn.Module as an agent needs {', '.join(missing)}: {MODULE_AGENT_HINT}")
+        return TorchAgent(spec, obs_format, n_actions, input_scale).freeze()
     text = str(spec)
     if text.startswith("default:"):
         return _load_agent_checkpoint(default_path(text.split(":", 1)[1], "agent"))
@@ -312,19 +370,17 @@ def load_agent(
     if not path.exists():
         raise FileNotFoundError(f"Agent file {text!r} does not exist")
     if path.suffix == ".zip":
-        return _load_sb3(path, algo)
+        return _load_sb3(path, algo, TRUST_AGENT_FILES["on"] if trust_pickle is None else trust_pickle)
     return _load_agent_checkpoint(path)
 
 
 def agent_from_sb3(model: Any, action_names: Sequence[str] | None = None) -> TorchAgent:
-    """Copy an SB3 ``CnnPolicy`` PPO/A2C model into a :class:`NatureCNN` agent (no pickles to ship)."""
-    policy = model.policy
-    fmt = ObsFormat.from_space(model.observation_space)
-    c, h, w = fmt.chw
-    net = NatureCNN(c, int(model.action_space.n), (h, w), policy.features_extractor.features_dim)
-    fe = policy.features_extractor
-    net.cnn.load_state_dict(fe.cnn.state_dict())
-    net.linear.load_state_dict(fe.linear.state_dict())
-    net.action_net.load_state_dict(policy.action_net.state_dict())
-    # SB3 divides uint8 image observations by 255 inside the policy; model space already is /255.
-    return TorchAgent(net, fmt, int(model.action_space.n), 1.0, action_names).freeze()
+    """Copy a live SB3 ``CnnPolicy`` PPO/A2C/DQN model into a :class:`NatureCNN` agent (no pickles to ship).
+
+    The same conversion as loading an SB3 zip (:func:`vmask_live.sb3_zip.agent_from_sb3_weights`):
+    raw action logits (PPO/A2C) or Q-values (DQN); ``agent.info["arch_kwargs"]`` feeds
+    :func:`save_agent` with arch ``"nature_cnn"``.
+    """
+    from vmask_live.sb3_zip import agent_from_sb3_model
+
+    return agent_from_sb3_model(model, action_names)

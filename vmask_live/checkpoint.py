@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from vmask_live.errors import CheckpointError
 
-__all__ = ["CheckpointError", "save_checkpoint", "read_checkpoint", "atomic_write_text", "tensors_sha256"]
+__all__ = ["CheckpointError", "save_checkpoint", "read_checkpoint", "read_meta", "atomic_write_text", "tensors_sha256"]
 
 META_KEY = "vmask_live"
 
@@ -44,22 +44,45 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
     return path
 
 
-def read_checkpoint(path: str | os.PathLike, expect_format: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a checkpoint written by :func:`save_checkpoint` and check its ``format``."""
-    path = Path(path)
+def _check_file(path: Path) -> None:
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.safetensors"))
+        hint = f"; it holds {', '.join(inside)}" if inside else ""
+        raise CheckpointError(
+            f"Expected a checkpoint file, got the folder {str(path)!r}{hint}; pass the file itself, "
+            f"e.g. {str(path / (inside[0] if inside else 'explainer.safetensors'))!r}"
+        )
     if not path.is_file():
         raise CheckpointError(f"Checkpoint {str(path)!r} does not exist")
-    try:
-        tensors = load_file(str(path))
-        from safetensors import safe_open
 
+
+def _unreadable(path: Path, err: Exception) -> CheckpointError:
+    return CheckpointError(
+        f"Cannot read {str(path)!r} as a safetensors checkpoint ({type(err).__name__}: {err}); the file is "
+        "empty, corrupt or truncated, or not a vmask-live checkpoint (SB3 agents are .zip files: pass them "
+        "as --agent; pickled torch files are never loaded)"
+    )
+
+
+def _read_header(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    try:
         with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(
-            f"Cannot read {str(path)!r} as a safetensors checkpoint ({err}); the file is corrupt or "
-            "truncated, or not a vmask-live checkpoint (SB3 agents are .zip files: pass them as --agent)"
-        ) from err
+            return f.metadata() or {}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise _unreadable(path, err) from err
+
+
+def read_meta(path: str | os.PathLike, expect_format: str | None = None) -> dict[str, Any]:
+    """A checkpoint's JSON metadata without loading its tensors (``expect_format``: check ``format``).
+
+    Raises:
+        CheckpointError: the path is missing, a folder, not a safetensors file, or not ours.
+    """
+    path = Path(path)
+    _check_file(path)
+    header = _read_header(path)
     if META_KEY not in header:
         raise CheckpointError(
             f"{str(path)!r} is a safetensors file but not a vmask-live checkpoint (no {META_KEY!r} metadata)"
@@ -68,11 +91,22 @@ def read_checkpoint(path: str | os.PathLike, expect_format: str) -> tuple[dict[s
         meta = json.loads(header[META_KEY])
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{str(path)!r} has corrupt vmask-live metadata: {err}") from err
-    if meta.get("format") != expect_format:
+    if expect_format is not None and meta.get("format") != expect_format:
         raise CheckpointError(
             f"Expected a vmask-live {expect_format} checkpoint, got a {meta.get('format')!r} checkpoint "
             f"in {str(path)!r}"
         )
+    return meta
+
+
+def read_checkpoint(path: str | os.PathLike, expect_format: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a checkpoint written by :func:`save_checkpoint` and check its ``format``."""
+    path = Path(path)
+    meta = read_meta(path, expect_format)
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise _unreadable(path, err) from err
     return tensors, meta
 
 

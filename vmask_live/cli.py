@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape as rich_escape
 from rich.table import Table
 
 app = typer.Typer(
@@ -18,7 +19,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Live VisionMask saliency for pixel RL agents.",
 )
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # an error stays on one line, whatever the width
 
 
 class Algo(str, Enum):
@@ -26,24 +27,52 @@ class Algo(str, Enum):
     bc = "bc"
 
 
-def _fail(err: Exception) -> None:
-    console.print(f"[bold red]error:[/] {err}")
-    raise typer.Exit(2)
+_DEBUG = {"on": False}
+
+_FILE_ERRORS = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
+"""File-system errors are the user's to fix (a path, a permission); every other exception that is
+not a :class:`~vmask_live.errors.VmaskError` is a bug and keeps its traceback."""
 
 
-_USER_ERRORS = (ValueError, FileNotFoundError, OSError, KeyError, RuntimeError, ImportError)
+@app.callback()
+def _main(
+    debug: bool = typer.Option(False, "--debug", help="Show the full traceback of every error, user errors included"),
+    trust_agent_file: bool = typer.Option(
+        False,
+        "--trust-agent-file",
+        help="Load SB3 .zip agents with SB3's own loader, which runs the pickled code inside the file (only for "
+        "files you trust; by default the weights are read without unpickling and only SB3's Atari CnnPolicy "
+        "is supported)",
+    ),
+) -> None:
+    from vmask_live.agents import TRUST_AGENT_FILES
+
+    _DEBUG["on"] = debug
+    TRUST_AGENT_FILES["on"] = trust_agent_file
 
 
 @contextmanager
 def _job(interrupted: str | None = None) -> Iterator[None]:
-    """Turn user errors into a one-line message (exit 2) and Ctrl-C into exit 130."""
+    """Turn the project's own errors and file errors into one ``error:`` line (exit 2) and Ctrl-C /
+    SIGTERM into exit 130; with ``--debug`` they keep their traceback."""
+    from vmask_live.errors import VmaskError
+
     try:
         yield
     except KeyboardInterrupt as err:
         console.print(f"[yellow]{interrupted or err or 'interrupted'}[/]")
+        if _DEBUG["on"]:
+            raise
         raise typer.Exit(130) from None
-    except _USER_ERRORS as err:
+    except (VmaskError, *_FILE_ERRORS) as err:
+        if _DEBUG["on"]:
+            raise
         _fail(err)
+
+
+def _fail(err: Exception) -> None:
+    console.print("[bold red]error:[/] " + rich_escape(str(err)))
+    raise typer.Exit(2) from None
 
 
 @app.command()
@@ -60,14 +89,10 @@ def envs() -> None:
 @app.command()
 def info(checkpoint: Path = typer.Argument(..., help="An explainer or agent .safetensors checkpoint")) -> None:
     """Print a checkpoint's metadata (architecture, K, input shape, training config, metrics)."""
-    from safetensors import safe_open
-
-    from vmask_live.checkpoint import META_KEY, read_checkpoint
+    from vmask_live.checkpoint import read_meta
 
     with _job():
-        with safe_open(str(checkpoint), framework="pt") as f:
-            kind = json.loads((f.metadata() or {}).get(META_KEY, "{}")).get("format", "?")
-        _, meta = read_checkpoint(checkpoint, kind)
+        meta = read_meta(checkpoint)
     Console().print_json(json.dumps(meta))
 
 
@@ -76,41 +101,56 @@ def train_agent(
     env: str = typer.Option("Beacon", help="Env name (see `vmask-live envs`)"),
     algo: Algo = typer.Option(Algo.bc, help="ppo (SB3, Atari) or bc (clone the ground-truth expert)"),
     out: Path = typer.Option(Path("runs/agent"), help="Run folder (ppo) or agent checkpoint file (bc)"),
-    steps: int = typer.Option(1_000_000, help="ppo: total agent steps; bc: expert samples"),
+    steps: int | None = typer.Option(
+        None, help="ppo: total agent steps (default 1,000,000); bc: expert samples (default 10,000)"
+    ),
     seed: int = 0,
     n_envs: int = typer.Option(8, help="ppo: parallel envs"),
-    subprocess: bool = typer.Option(False, help="ppo: run envs in worker processes"),
+    subprocess: bool = typer.Option(True, help="ppo: run envs in worker processes"),
     resume: bool = typer.Option(False, help="ppo: continue from the latest checkpoint in --out"),
     eval_episodes: int = typer.Option(10, help="ppo: full-game evaluation episodes at the end"),
     export_checkpoint: Path | None = typer.Option(
         None, help="ppo: skip training; export and evaluate this SB3 checkpoint (e.g. --out/ppo_600000.zip)"
     ),
+    overwrite: bool = typer.Option(False, help="Replace an existing agent / run in --out"),
 ) -> None:
     """Train an agent to explain: SB3 PPO on Atari, or behaviour cloning on the ground-truth env."""
+    from vmask_live.agents import TRUST_AGENT_FILES
     from vmask_live.train_agent import BCConfig, PPOConfig, evaluate_agent, export_ppo, train_bc, train_ppo
 
     with _job():
         if algo == Algo.bc:
             path = out if out.suffix == ".safetensors" else out / "agent.safetensors"
-            _, metrics = train_bc(
-                BCConfig(env=env, out=str(path), samples=steps if steps != 1_000_000 else 10_000, seed=seed)
-            )
+            _, metrics = train_bc(BCConfig(env=env, out=str(path), samples=steps, seed=seed, overwrite=overwrite))
             console.print(f"agent saved to {path}: {metrics}")
             return
-        zip_path = export_checkpoint or train_ppo(
-            PPOConfig(
-                env=env, out=str(out), total_steps=steps, n_envs=n_envs, seed=seed, subprocess=subprocess, resume=resume
-            )
+        cfg = PPOConfig(
+            env=env,
+            out=str(out),
+            total_steps=steps,
+            n_envs=n_envs,
+            seed=seed,
+            subprocess=subprocess,
+            resume=resume,
+            eval_episodes=eval_episodes,
+            overwrite=overwrite,
         )
+        cfg.validate()
+        zip_path = export_checkpoint or train_ppo(cfg)
         agent_path = out / "agent.safetensors"
-        export_ppo(zip_path, agent_path)
-        scores = {
-            mode: evaluate_agent(
-                agent_path, env, eval_episodes, seed=seed + 100, deterministic=(mode == "deterministic")
-            )
-            for mode in ("deterministic", "stochastic")
-        }
-        export_ppo(zip_path, agent_path, {"eval": scores})
+        trust = TRUST_AGENT_FILES["on"]
+        export_ppo(zip_path, agent_path, trust_pickle=trust)
+        scores = (
+            {
+                mode: evaluate_agent(
+                    agent_path, env, eval_episodes, seed=seed + 100, deterministic=(mode == "deterministic")
+                )
+                for mode in ("deterministic", "stochastic")
+            }
+            if eval_episodes > 0
+            else {}
+        )
+        export_ppo(zip_path, agent_path, {"eval": scores}, trust_pickle=trust)
         console.print(f"agent saved to {agent_path}; evaluation: {scores}")
 
 
@@ -171,7 +211,8 @@ def train(
     max_minutes: float | None = None,
     seed: int = 0,
     resume: bool = False,
-    device: str = "cpu",
+    overwrite: bool = typer.Option(False, help="Replace another run's explainer in --out instead of refusing"),
+    device: str = typer.Option("cpu", help="cpu | cuda | cuda:N | auto"),
 ) -> None:
     """Train a VisionMask explainer against the frozen agent."""
     from vmask_live.loss import LossConfig
@@ -204,6 +245,7 @@ def train(
             max_minutes=max_minutes,
             seed=seed,
             resume=resume,
+            overwrite=overwrite,
             device=device,
         )
         res = run(cfg)
@@ -212,40 +254,67 @@ def train(
 
 @app.command()
 def evaluate(
-    data: Path = typer.Option(..., help="Dataset folder (its test split is used)"),
-    agent: str = typer.Option(..., help="The dataset's agent"),
-    explainer: str = typer.Option(..., help="Explainer checkpoint"),
+    data: Path | None = typer.Option(None, help="Dataset folder from `collect` (its test split is used); or --env"),
+    env: str | None = typer.Option(
+        None, help="Evaluate straight from this env instead of --data: the agent plays it (saved to OUT/states)"
+    ),
+    agent: str | None = typer.Option(
+        None, help="The agent: with --data the one that collected it; with --env default: the bundled default:ENV"
+    ),
+    explainer: str | None = typer.Option(
+        None, help="VisionMask checkpoint (default: the bundled one, only with the bundled agent default:ENV)"
+    ),
     stalder: str | None = typer.Option(
         None, help="Explainer (Stalder et al.) checkpoint: `train --loss-kind explainer`"
     ),
     methods: str = typer.Option("visionmask", help="Comma-separated methods, or 'all'"),
     rise_masks: int = typer.Option(2000, help="RISE masks per state"),
     lime_samples: int = typer.Option(300, help="LIME samples per state"),
-    lle_n: int = typer.Option(50, help="States used for LLE (N neighbours each)"),
+    lle_n: int = typer.Option(50, help="States used for LLE (N neighbours each); 0 skips LLE"),
     n: int = typer.Option(500, help="Test states"),
+    play_steps: int | None = typer.Option(
+        None, help="With --env: states to play before sampling --n of them (default max(10·n, 2000))"
+    ),
+    allow_mismatch: bool = typer.Option(
+        False, "--allow-mismatch", help="Evaluate an explainer trained for another agent anyway"
+    ),
     out: Path = typer.Option(Path("runs/eval"), help="Report folder"),
     seed: int = 0,
 ) -> None:
-    """Compare saliency methods side by side on the same test states; writes report.md/json/csv."""
+    """Compare saliency methods side by side on the same test states; writes report.md/json/csv.
+
+    Test states come from --data (a dataset's test split) or straight from --env: the agent plays
+    the env (--play-steps states on seed + 10000, stored in OUT/states and reused by reruns) and
+    --n of the states it visits are sampled, e.g. `vmask-live evaluate --env MsPacman --methods all
+    --n 8 --out runs/eval`. Per-method results are cached in OUT/methods and reused only when the
+    states, agent, explainer and settings all match.
+    """
+    from vmask_live.errors import VmaskError
     from vmask_live.evaluate import EvaluateConfig
     from vmask_live.evaluate import evaluate as run
 
-    with _job():
-        report = run(
-            EvaluateConfig(
-                data=str(data),
-                agent=agent,
-                explainer=explainer,
-                stalder=stalder,
-                methods=methods,
-                n=n,
-                out=str(out),
-                seed=seed,
-                rise_masks=rise_masks,
-                lime_samples=lime_samples,
-                lle_n=lle_n,
+    try:
+        with _job():
+            report = run(
+                EvaluateConfig(
+                    data=str(data) if data is not None else "",
+                    env=env or "",
+                    agent=agent or "",
+                    explainer=explainer or "",
+                    stalder=stalder,
+                    methods=methods,
+                    n=n,
+                    out=str(out),
+                    seed=seed,
+                    rise_masks=rise_masks,
+                    lime_samples=lime_samples,
+                    lle_n=lle_n,
+                    play_steps=play_steps,
+                    allow_mismatch=allow_mismatch,
+                )
             )
-        )
+    except VmaskError as err:  # a missing extra is neither a ValueError nor an ImportError
+        _fail(err)
     console.print(f"report: {report}")
 
 
@@ -267,10 +336,10 @@ def ablate(
     console.print(f"table: {path}")
 
 
-def _live_cfg(env, agent, explainer, backend, scale, fps, episodes, max_steps, seed, deterministic):
+def _live_cfg(env, agent, explainer, backend, scale, fps, episodes, max_steps, seed, deterministic, allow_mismatch):
     from vmask_live.wrappers.live import LiveConfig
 
-    return LiveConfig(
+    cfg = LiveConfig(
         env=env,
         agent=agent,
         explainer=explainer,
@@ -281,7 +350,13 @@ def _live_cfg(env, agent, explainer, backend, scale, fps, episodes, max_steps, s
         max_steps=max_steps,
         seed=seed,
         deterministic=deterministic,
+        allow_mismatch=allow_mismatch,
     )
+    cfg.validate()
+    return cfg
+
+
+_ALLOW_MISMATCH_HELP = "Use the explainer with an agent it was not trained for (its maps then explain another network)"
 
 
 @app.command()
@@ -296,8 +371,11 @@ def play(
     max_steps: int | None = None,
     seed: int = 0,
     deterministic: bool = typer.Option(True, "--deterministic/--stochastic", help="Arg-max or sampled actions"),
+    allow_mismatch: bool = typer.Option(False, help=_ALLOW_MISMATCH_HELP),
 ) -> None:
     """Watch the agent play with its saliency overlay in a Pygame window.
+
+    With --agent, pass --explainer too: the bundled explainer belongs to the bundled agent only.
 
     Keys: space pause, → single step, 1..9 action k's map (0 chosen), c contrast, f counterfactual,
     o overlay, r record, s screenshot, q/Esc quit.
@@ -305,7 +383,10 @@ def play(
     from vmask_live.wrappers.live import play as run
 
     with _job():
-        stats = run(_live_cfg(env, agent, explainer, backend, scale, fps, episodes, max_steps, seed, deterministic))
+        cfg = _live_cfg(
+            env, agent, explainer, backend, scale, fps, episodes, max_steps, seed, deterministic, allow_mismatch
+        )
+        stats = run(cfg)
     console.print(
         f"{stats['steps']} steps, {stats['episodes']} episodes, score {stats['score']:.0f}, {stats['fps']:.1f} FPS"
     )
@@ -324,14 +405,16 @@ def record(
     max_steps: int | None = None,
     seed: int = 0,
     deterministic: bool = typer.Option(True, "--deterministic/--stochastic", help="Arg-max or sampled actions"),
+    allow_mismatch: bool = typer.Option(False, help=_ALLOW_MISMATCH_HELP),
 ) -> None:
-    """Record the overlay video of the agent playing (finalised even on Ctrl-C)."""
+    """Record the overlay video of the agent playing (finalised even on Ctrl-C or SIGTERM)."""
     from vmask_live.wrappers.live import record as run
 
     with _job(interrupted=f"interrupted; {out} was finalised"):
-        stats = run(
-            _live_cfg(env, agent, explainer, backend, scale, fps, episodes, max_steps, seed, deterministic), out
+        cfg = _live_cfg(
+            env, agent, explainer, backend, scale, fps, episodes, max_steps, seed, deterministic, allow_mismatch
         )
+        stats = run(cfg, out)
     console.print(f"wrote {stats['path']}: {stats['frames']} frames, score {stats['score']:.0f}")
 
 
@@ -343,13 +426,21 @@ def export(
     batch: int | None = typer.Option(None, help="Static batch size (TensorRT: default 1; ONNX: dynamic)"),
     out: Path | None = typer.Option(None, help="Artifact path (default: next to the checkpoint)"),
     device: str = "auto",
+    agent: str | None = typer.Option(
+        None, help="The agent the artifact will run beside: refuse unless the explainer was trained for it"
+    ),
+    allow_mismatch: bool = typer.Option(False, help=_ALLOW_MISMATCH_HELP),
 ) -> None:
     """Compile an explainer for low-latency inference (ONNX Runtime or TensorRT)."""
+    from vmask_live.agents import load_agent
     from vmask_live.explainer import load_explainer
     from vmask_live.export import export_explainer
+    from vmask_live.pairing import check_pairing
 
     with _job():
         exp = load_explainer(explainer, backend="none")
+        if agent is not None:
+            check_pairing(exp, load_agent(agent), allow_mismatch=allow_mismatch)
         if batch is None and backend == "tensorrt":
             batch = 1
         if out is None and exp.path is not None:

@@ -14,7 +14,25 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from vmask_live.errors import ConfigError
+
 __all__ = ["PPOConfig", "train_ppo", "BCConfig", "train_bc", "export_ppo", "evaluate_agent"]
+
+PPO_DEFAULT_STEPS = 1_000_000
+BC_DEFAULT_SAMPLES = 10_000
+
+PPO_RESUMABLE_FIELDS = (
+    "total_steps",
+    "checkpoint_every",
+    "eval_episodes",
+    "subprocess",
+    "device",
+    "resume",
+    "overwrite",
+    "out",
+)
+"""PPOConfig fields that may differ from the run's ``config.json`` on ``resume`` (train longer, save
+more often, another device or env runner, a moved folder); any other difference is refused."""
 
 
 @dataclass
@@ -25,8 +43,9 @@ class PPOConfig:
     """CLI env name (see ``vmask-live envs``)."""
     out: str = "runs/agent"
     """Run folder: periodic SB3 checkpoints, eval log, the final agent checkpoint."""
-    total_steps: int = 1_000_000
-    """Agent steps over all envs (x4 emulator frames)."""
+    total_steps: int | None = PPO_DEFAULT_STEPS
+    """Agent steps over all envs (x4 emulator frames); None: the default (1 000 000), so a CLI can
+    pass an unset ``--steps`` straight through. Raise it with ``resume`` to train longer."""
     n_envs: int = 8
     n_steps: int = 128
     batch_size: int = 256
@@ -45,8 +64,80 @@ class PPOConfig:
     subprocess: bool = True
     """Run the envs in worker processes (SubprocVecEnv)."""
     resume: bool = False
-    """Continue from the newest checkpoint in ``out``."""
+    """Continue from the newest checkpoint in ``out`` (``ppo_latest.zip``) with the run's settings:
+    only ``total_steps``, ``checkpoint_every``, ``eval_episodes``, ``subprocess``, ``device`` and
+    ``out`` may change (:data:`PPO_RESUMABLE_FIELDS`). Without a checkpoint, a new run starts."""
+    overwrite: bool = False
+    """Start a new run in ``out`` even though it holds another run: its ``ppo_*.zip`` checkpoints,
+    ``agent.safetensors`` and ``train_log.jsonl`` are deleted first."""
     device: str = "auto"
+    """auto | cpu | cuda | cuda:N."""
+
+    def __post_init__(self) -> None:
+        if self.total_steps is None:
+            self.total_steps = PPO_DEFAULT_STEPS
+
+    def validate(self) -> None:
+        """Check every setting, type then value.
+
+        Raises:
+            ConfigError: listing every bad setting at once, each as "expected ..., got ...".
+        """
+        from vmask_live.train import SettingChecks
+
+        c = SettingChecks("train-agent (ppo)")
+        if not isinstance(self.env, str) or not self.env:
+            c.add("env", "an env name (see `vmask-live envs`)", self.env)
+        c.integer("total_steps", self.total_steps, 1)
+        c.integer("n_envs", self.n_envs, 1)
+        c.integer("n_steps", self.n_steps, 1)
+        if self.n_envs == 1 and self.n_steps == 1:
+            c.add("n_steps", "n_steps * n_envs > 1 (PPO needs at least 2 samples per rollout)", self.n_steps)
+        c.integer("batch_size", self.batch_size, 2)  # SB3 normalises advantages per minibatch
+        c.integer("n_epochs", self.n_epochs, 1)
+        c.number("learning_rate", self.learning_rate, low=0, low_open=True)
+        c.number("clip_range", self.clip_range, low=0, low_open=True)
+        c.number("ent_coef", self.ent_coef, low=0)
+        c.number("vf_coef", self.vf_coef, low=0)
+        c.integer("seed", self.seed, 0)
+        c.integer("checkpoint_every", self.checkpoint_every, 1)
+        c.integer("eval_episodes", self.eval_episodes, 0)
+        c.flag("subprocess", self.subprocess)
+        c.flag("resume", self.resume)
+        c.flag("overwrite", self.overwrite)
+        c.device("device", self.device)
+        c.raise_if_any()
+
+
+def _names(paths: list[Path], limit: int = 4) -> str:
+    names = sorted(p.name for p in paths)
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _check_ppo_folder(cfg: PPOConfig, out: Path) -> bool:
+    """Refuse to overwrite another run in ``out`` or to resume it with other settings.
+
+    Returns:
+        True when training resumes from ``out/ppo_latest.zip``.
+    """
+    from vmask_live.train import config_differences, refuse_changed_resume
+
+    if cfg.resume and (out / "ppo_latest.zip").exists():
+        cfg_path = out / "config.json"
+        if cfg_path.exists():
+            saved = json.loads(cfg_path.read_text())
+            diffs = config_differences(saved, asdict(cfg), asdict(PPOConfig()), PPO_RESUMABLE_FIELDS)
+            refuse_changed_resume(out, diffs, PPO_RESUMABLE_FIELDS)
+        return True
+    existing = [*out.glob("ppo_*.zip"), out / "agent.safetensors"] if out.is_dir() else []
+    existing = [p for p in existing if p.exists()]
+    if existing and not cfg.overwrite:
+        raise ConfigError(
+            f"{str(out)!r} already holds another agent run ({_names(existing)}); a new run would overwrite it. "
+            "Pass --resume to continue that run, another --out for a new one, or --overwrite (overwrite=True) "
+            "to replace it."
+        )
+    return False
 
 
 def _linear(start: float):
@@ -76,12 +167,19 @@ def train_ppo(cfg: PPOConfig) -> Path:
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
 
+    from vmask_live.train import ensure_writable_folder
+
+    cfg.validate()
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    resuming = _check_ppo_folder(cfg, out)
+    ensure_writable_folder(out)
+    if not resuming:  # nothing of another run is here, unless overwrite was asked for
+        for stale in [*out.glob("ppo_*.zip"), out / "agent.safetensors", out / "train_log.jsonl"]:
+            stale.unlink(missing_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     venv = _make_vec_env(cfg)
     ckpt = out / "ppo_latest.zip"
-    if cfg.resume and ckpt.exists():
+    if resuming:
         model = PPO.load(ckpt, env=venv, device=cfg.device)
         done = model.num_timesteps
     else:
@@ -152,8 +250,9 @@ class BCConfig:
     env: str = "Beacon"
     out: str = "runs/beacon-bc/agent.safetensors"
     """Agent checkpoint to write (safetensors + JSON)."""
-    samples: int = 10_000
-    """Expert-labelled states for training (another 10% are held out)."""
+    samples: int | None = BC_DEFAULT_SAMPLES
+    """Expert-labelled states for training (another 10% are held out); None: the default (10 000),
+    so a CLI can pass an unset ``--steps`` straight through."""
     epochs: int = 14
     batch_size: int = 128
     lr: float = 3e-3
@@ -161,6 +260,37 @@ class BCConfig:
     noise: float = 0.3
     """Probability of a random action while rolling out, so states off the expert's path are seen."""
     seed: int = 0
+    overwrite: bool = False
+    """Replace an existing checkpoint at ``out`` (otherwise the job refuses before training)."""
+
+    def __post_init__(self) -> None:
+        if self.samples is None:
+            self.samples = BC_DEFAULT_SAMPLES
+
+    def validate(self) -> None:
+        """Check every setting, type then value.
+
+        Raises:
+            ConfigError: listing every bad setting at once, each as "expected ..., got ...".
+        """
+        from vmask_live.train import SettingChecks
+
+        c = SettingChecks("train-agent (bc)")
+        if not isinstance(self.env, str) or not self.env:
+            c.add("env", "an env name with a scripted expert (e.g. 'Beacon')", self.env)
+        c.integer("samples", self.samples, 1)
+        c.integer("epochs", self.epochs, 1)
+        c.integer("batch_size", self.batch_size, 1)
+        samples_ok = isinstance(self.samples, int) and self.samples >= 1
+        if samples_ok and isinstance(self.batch_size, int) and self.batch_size > self.samples:
+            # otherwise no step is taken and an untrained agent is saved
+            c.add("batch_size", f"at most samples ({self.samples})", self.batch_size)
+        c.number("lr", self.lr, low=0, low_open=True)
+        c.integer("width", self.width, 1)
+        c.number("noise", self.noise, low=0, high=1)
+        c.integer("seed", self.seed, 0)
+        c.flag("overwrite", self.overwrite)
+        c.raise_if_any()
 
 
 def rollout_expert(env_name: str, n: int, noise: float, seed: int):
@@ -176,7 +306,7 @@ def rollout_expert(env_name: str, n: int, noise: float, seed: int):
     )
     obs, info = envs.reset(seed=seed)
     if "expert_action" not in info:
-        raise ValueError(f"Env {env_name!r} has no scripted expert (no info['expert_action']); use --algo ppo")
+        raise ConfigError(f"Env {env_name!r} has no scripted expert (no info['expert_action']); use --algo ppo")
     rng = np.random.default_rng(seed)
     xs, ys = [], []
     while sum(len(x) for x in xs) < n:
@@ -197,7 +327,21 @@ def train_bc(cfg: BCConfig, progress: bool = True):
     from vmask_live.agents import KeypointCNN, TorchAgent, save_agent
     from vmask_live.envs import action_names, make_env
     from vmask_live.observations import ObsFormat
+    from vmask_live.train import ensure_writable_folder
 
+    cfg.validate()
+    out = Path(cfg.out)
+    if out.is_dir():
+        raise ConfigError(
+            f"out {str(out)!r} is a folder; expected the path of the agent checkpoint to write, "
+            f"e.g. {str(out / 'agent.safetensors')!r}"
+        )
+    if out.exists() and not cfg.overwrite:
+        raise ConfigError(
+            f"Agent checkpoint {str(out)!r} already exists; training would overwrite it. Pass another --out, "
+            "or --overwrite (overwrite=True) to replace it."
+        )
+    ensure_writable_folder(out.parent)
     torch.manual_seed(cfg.seed)
     start = time.time()
     x, y = rollout_expert(cfg.env, cfg.samples, cfg.noise, cfg.seed)
@@ -246,38 +390,44 @@ def train_bc(cfg: BCConfig, progress: bool = True):
     return agent, metrics
 
 
-def export_ppo(zip_path: str | Path, out: str | Path, info: dict | None = None) -> Path:
-    """Convert an SB3 PPO/A2C ``CnnPolicy`` .zip into our agent checkpoint (no pickle to ship)."""
-    from stable_baselines3 import PPO
+def export_ppo(zip_path: str | Path, out: str | Path, info: dict | None = None, *, trust_pickle: bool = False) -> Path:
+    """Convert an SB3 PPO/A2C ``CnnPolicy`` .zip into our agent checkpoint (no pickle to ship).
 
+    Args:
+        zip_path: the SB3 zip (ours from :func:`train_ppo` are standard ``CnnPolicy`` zips).
+        out: the agent checkpoint to write (safetensors + JSON).
+        info: extra provenance for the checkpoint's metadata.
+        trust_pickle: ``False`` (default) reads the zip's weights and readable metadata without
+            un-pickling anything (:func:`vmask_live.sb3_zip.load_sb3_zip`); ``True`` uses SB3's
+            ``PPO.load``, which runs any code in the file: only for files you trust.
+
+    Raises:
+        CheckpointError: the zip is not an SB3 ``CnnPolicy`` the safe loader can rebuild.
+    """
     from vmask_live.agents import agent_from_sb3, save_agent
     from vmask_live.envs import action_names, make_env
+    from vmask_live.sb3_zip import load_sb3_zip
 
-    model = PPO.load(str(zip_path), device="cpu")
-    cfg = (
-        json.loads((Path(zip_path).parent / "config.json").read_text())
-        if (Path(zip_path).parent / "config.json").exists()
-        else {}
-    )
+    config_path = Path(zip_path).parent / "config.json"
+    cfg = json.loads(config_path.read_text()) if config_path.exists() else {}
     env = make_env(cfg.get("env", "MsPacman"))
-    agent = agent_from_sb3(model, action_names(env))
+    names = action_names(env)
     env.close()
-    fe = model.policy.features_extractor
-    kwargs = {
-        "in_channels": agent.obs_format.chw[0],
-        "n_actions": agent.n_actions,
-        "input_size": list(agent.obs_format.chw[1:]),
-        "features": fe.features_dim,
-    }
+    if trust_pickle:
+        from stable_baselines3 import PPO
+
+        agent = agent_from_sb3(PPO.load(str(zip_path), device="cpu"), names)
+    else:
+        agent = load_sb3_zip(zip_path, action_names=names)
     return save_agent(
         out,
         agent,
         "nature_cnn",
-        kwargs,
+        agent.info["arch_kwargs"],
         {
             "trained_by": "vmask-live train-agent --algo ppo",
             "config": cfg,
-            "num_timesteps": int(model.num_timesteps),
+            "num_timesteps": agent.info.get("num_timesteps"),
             **(info or {}),
         },
     )

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from vmask_live.errors import NoDisplayError
+from vmask_live.errors import ConfigError, NoDisplayError, PairingError
+from vmask_live.interrupt import sigterm_as_interrupt
 from vmask_live.render import ViewState
 
 __all__ = ["LiveConfig", "LiveSession", "play", "record", "NoDisplayError"]
@@ -42,6 +43,25 @@ class LiveConfig:
     seed: int = 0
     deterministic: bool = True
     """Act by arg-max (the bundled MsPacman agent scores higher so) instead of sampling from the policy."""
+    allow_mismatch: bool = False
+    """Use an explainer with an agent it was not trained for (its maps then explain another network)."""
+
+    def validate(self) -> None:
+        """Raise :class:`~vmask_live.errors.ConfigError` listing every bad setting."""
+        problems = []
+        if not isinstance(self.episodes, int) or self.episodes < 1:
+            problems.append(f"episodes: expected an integer >= 1, got {self.episodes!r}")
+        if self.max_steps is not None and (not isinstance(self.max_steps, int) or self.max_steps < 1):
+            problems.append(f"max_steps: expected None (whole episodes) or an integer >= 1, got {self.max_steps!r}")
+        if self.scale is not None and (not isinstance(self.scale, int) or self.scale < 1):
+            problems.append(f"scale: expected None (about 840 px high) or an integer >= 1, got {self.scale!r}")
+        if not (isinstance(self.fps, (int, float)) and np.isfinite(self.fps) and self.fps >= 0):
+            problems.append(f"fps: expected a number >= 0 (0: uncapped), got {self.fps!r}")
+        backends = ("auto", "onnx", "torch", "torch-compile", "tensorrt", "none")
+        if self.backend not in backends:
+            problems.append(f"backend: expected one of {', '.join(backends)}, got {self.backend!r}")
+        if problems:
+            raise ConfigError("Invalid play/record settings: " + "; ".join(problems))
 
 
 class LiveSession:
@@ -51,13 +71,29 @@ class LiveSession:
         import vmask_live as vm
         from vmask_live.envs import canonical_name
 
+        cfg.validate()
         self.cfg = cfg
         name = cfg.env if cfg.env.startswith("ALE/") else canonical_name(cfg.env)
-        agent = agent if agent is not None else vm.load_agent(cfg.agent or f"default:{name}")
+        own_agent = agent is not None or cfg.agent is not None
+        if agent is None:
+            agent = vm.load_agent(cfg.agent or f"default:{name}")
         explainer = explainer if explainer is not None else (cfg.explainer or f"default:{name}")
-        self.env = vm.ExplainedEnv(
-            vm.make_env(name, render_mode="rgb_array"), explainer, agent=agent, backend=cfg.backend
-        )
+        try:
+            self.env = vm.ExplainedEnv(
+                vm.make_env(name, render_mode="rgb_array"),
+                explainer,
+                agent=agent,
+                backend=cfg.backend,
+                allow_mismatch=cfg.allow_mismatch,
+            )
+        except PairingError as err:
+            if not (own_agent and cfg.explainer is None and explainer == f"default:{name}"):
+                raise
+            raise PairingError(
+                f"--agent {cfg.agent or type(agent).__name__} was given without --explainer, and the bundled "
+                f"{name} explainer belongs to the bundled agent, not to this one; pass --explainer with an "
+                f"explainer trained for this agent. {err}"
+            ) from None
         self.agent = self.env.agent
         self.view: ViewState = self.env.view
         self.rng = np.random.default_rng(cfg.seed)
@@ -248,16 +284,25 @@ def play(
 def record(
     cfg: LiveConfig, out: str | os.PathLike, agent: Any = None, explainer: Any = None, progress: bool = True
 ) -> dict[str, Any]:
-    """Write the composed frames of ``episodes`` (or ``max_steps``) to a video file."""
+    """Write the composed frames of ``episodes`` (or ``max_steps``) to a video file.
+
+    The video is finalised (playable) however the run ends: normally, on an exception, on Ctrl-C
+    or on SIGTERM (``kill``), which raises ``KeyboardInterrupt`` after the file is closed.
+    """
     from rich.progress import Progress
 
     from vmask_live.wrappers.recording import VideoRecorder, check_writable
 
+    cfg.validate()
     check_writable(out)
     session = LiveSession(cfg, agent, explainer)
     total = cfg.max_steps
     try:
-        with VideoRecorder(out, cfg.fps or 30) as rec, Progress(disable=not progress, transient=True) as bar:
+        with (
+            sigterm_as_interrupt(f"terminated (SIGTERM); {out} was finalised"),
+            VideoRecorder(out, cfg.fps or 30) as rec,
+            Progress(disable=not progress, transient=True) as bar,
+        ):
             task = bar.add_task(f"recording {cfg.env}", total=total)
             for frame in session.frames():
                 rec.write(frame)

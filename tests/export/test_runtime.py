@@ -1,9 +1,12 @@
+import hashlib
 import importlib.util
+import json
 
 import numpy as np
 import pytest
 import torch
 
+from vmask_live.errors import UnsafeFileError
 from vmask_live.export import BackendUnavailable, available_backends, export_explainer, load_runtime, resolve_backend
 from vmask_live.testing import tiny_explainer
 
@@ -46,6 +49,69 @@ def test_stale_artifact_is_never_used(tmp_path):
     rt2 = load_runtime(other, backend="onnx")
     assert rt.artifact != rt2.artifact
     assert np.abs(rt2(OBS) - other(OBS)).max() < 1e-4
+
+
+def _sha256(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _sidecar(path):
+    return path.with_name(path.name + ".json")
+
+
+def test_corrupt_cached_artifact_is_rebuilt():
+    pytest.importorskip("onnxruntime")
+    exp = tiny_explainer(seed=3)
+    art = load_runtime(exp, backend="onnx").artifact
+    art.write_bytes(art.read_bytes()[: art.stat().st_size // 2])  # a torn write / disk damage
+    rt = load_runtime(exp, backend="onnx")
+    assert rt.artifact == art and np.abs(rt(OBS) - exp(OBS)).max() < 1e-4
+    assert json.loads(_sidecar(art).read_text())["sha256"] == _sha256(art)
+    # damaged before its hash was taken: the hash matches, onnxruntime raises InvalidProtobuf on
+    # load; the cache rebuilds it once instead of failing on every later run
+    art.write_bytes(art.read_bytes()[:1000])
+    side = json.loads(_sidecar(art).read_text())
+    _sidecar(art).write_text(json.dumps({**side, "sha256": _sha256(art)}))
+    with pytest.warns(RuntimeWarning, match="could not be loaded.*rebuilding"):
+        rt = load_runtime(exp, backend="onnx")
+    assert np.abs(rt(OBS) - exp(OBS)).max() < 1e-4
+
+
+def test_tampered_artifact_is_never_loaded(tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    from vmask_live.export import onnx_backend
+
+    exp, other = tiny_explainer(seed=0), tiny_explainer(seed=1)
+    mine = export_explainer(exp, "onnx", tmp_path / "mine.onnx")
+    theirs = export_explainer(other, "onnx", tmp_path / "theirs.onnx")
+    loaded = []  # (path, whether its bytes had the SHA-256 its sidecar records) per backend load
+    real_load = onnx_backend.load
+
+    def spy(path, *args, **kwargs):
+        loaded.append((path, json.loads(_sidecar(path).read_text())["sha256"] == _sha256(path)))
+        return real_load(path, *args, **kwargs)
+
+    monkeypatch.setattr(onnx_backend, "load", spy)
+    mine.write_bytes(theirs.read_bytes())  # swapped for another (valid) model behind our sidecar
+    with pytest.raises(UnsafeFileError, match=r"bytes changed since export.*refused.*vmask-live export"):
+        load_runtime(exp, backend="onnx", artifact=mine)
+    side = json.loads(_sidecar(theirs).read_text())
+    del side["sha256"]  # exported by an older vmask-live, or not by us
+    _sidecar(theirs).write_text(json.dumps(side))
+    with pytest.raises(UnsafeFileError, match="records no SHA-256"):
+        load_runtime(other, backend="onnx", artifact=theirs)
+    _sidecar(theirs).unlink()
+    with pytest.raises(UnsafeFileError, match="no metadata sidecar"):
+        load_runtime(other, backend="onnx", artifact=theirs)
+    assert loaded == []
+
+    # the same tampering in the cache: the entry is rebuilt, and only our own bytes are loaded
+    cached = load_runtime(exp, backend="onnx").artifact
+    cached.write_bytes(mine.read_bytes())
+    loaded.clear()
+    rt = load_runtime(exp, backend="onnx")
+    assert loaded == [(cached, True)]
+    assert np.abs(rt(OBS) - exp(OBS)).max() < 1e-4 and np.abs(rt(OBS) - other(OBS)).max() > 1e-3
 
 
 def test_unavailable_backend_says_how_to_install():

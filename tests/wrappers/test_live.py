@@ -89,3 +89,51 @@ def test_recorder_finalises_on_exception(tmp_path):
             raise RuntimeError("boom")
     cap = cv2.VideoCapture(str(out))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
+
+
+def test_bad_settings_are_refused_before_anything_runs(tmp_path):
+    from vmask_live.errors import ConfigError
+
+    with pytest.raises(
+        ConfigError, match=r"episodes: expected an integer >= 1, got 0; max_steps: expected None \(whole episodes\) or an integer >= 1, got -1"
+    ):
+        record(LiveConfig(env="Beacon", max_steps=-1, episodes=0), tmp_path / "x.mp4", progress=False)
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_own_agent_without_explainer_never_falls_back_to_the_bundled_explainer():
+    from vmask_live.errors import PairingError
+    from vmask_live.wrappers.live import LiveSession
+
+    with pytest.raises(
+        PairingError, match="(?s)without --explainer.*bundled Beacon explainer belongs to the bundled agent"
+    ):
+        LiveSession(LiveConfig(env="Beacon", backend="torch"), agent=tiny_agent())
+    LiveSession(LiveConfig(env="Beacon", backend="torch")).close()  # the bundled pair itself is fine
+
+
+def test_sigterm_during_record_leaves_a_playable_video(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "term.mp4"
+    code = (
+        "from vmask_live.testing import tiny_agent, tiny_explainer\n"
+        "from vmask_live.wrappers.live import LiveConfig, record\n"
+        f"record(LiveConfig(env='Beacon', episodes=10**6, scale=1, fps=0), {str(out)!r}, "
+        "agent=tiny_agent(), explainer=tiny_explainer(), progress=False)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not out.exists():  # the writer opens the file with the first frame
+        time.sleep(0.2)
+    time.sleep(3)
+    assert proc.poll() is None, proc.communicate()[1]
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "SIGTERM" in err
+    cap = cv2.VideoCapture(str(out))
+    ok, frame = cap.read()
+    assert ok and frame.shape[0] == 84 * 4 and cap.get(cv2.CAP_PROP_FRAME_COUNT) > 5
