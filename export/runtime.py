@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from vmask_live.checkpoint import atomic_write_text
-from vmask_live.errors import BackendUnavailable, CheckpointError, UnsafeFileError
+from vmask_live.errors import BackendUnavailable, CheckpointError, ConfigError, UnsafeFileError
 from vmask_live.explainer import Explainer
 
 __all__ = [
@@ -59,7 +59,7 @@ def _resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device not in ("cpu", "cuda"):
-        raise ValueError(f"Expected device 'auto', 'cpu' or 'cuda', got {device!r}")
+        raise ConfigError(f"Expected device 'auto', 'cpu' or 'cuda', got {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
         raise BackendUnavailable("device='cuda' was asked for but torch sees no CUDA GPU")
     return device
@@ -79,7 +79,7 @@ def resolve_backend(backend: str, device: str = "auto") -> tuple[str, str]:
             if _module(b).available(device):
                 return b, device
     if backend not in BACKENDS:
-        raise ValueError(f"Expected backend in {('auto',) + BACKENDS}, got {backend!r}")
+        raise ConfigError(f"Expected backend in {('auto',) + BACKENDS}, got {backend!r}")
     if not _module(backend).available(device):
         reason = getattr(_module(backend), "unavailable_reason", lambda d: "")(device)
         raise BackendUnavailable(
@@ -116,9 +116,9 @@ def export_explainer(
     backend, device = resolve_backend(backend, device)
     mod = _module(backend)
     if not mod.SUFFIX:
-        raise ValueError(f"Backend {backend!r} has nothing to export; it runs the checkpoint directly")
+        raise ConfigError(f"Backend {backend!r} has nothing to export; it runs the checkpoint directly")
     if precision not in ("fp32", "fp16"):
-        raise ValueError(f"Expected precision 'fp32' or 'fp16', got {precision!r}")
+        raise ConfigError(f"Expected precision 'fp32' or 'fp16', got {precision!r}")
     path = Path(out) if out is not None else cache_dir() / _artifact_name(exp, backend, batch_size, precision)
     path.parent.mkdir(parents=True, exist_ok=True)
     # A per-process temporary name: two processes filling the same cache entry never share a file.

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vmask_live.errors import ConfigError
+
 SUFFIX = ""  # runs the checkpoint directly, nothing to export
 
 
@@ -16,7 +18,7 @@ def available(device: str) -> bool:
 
 
 def export(explainer, path: Path, batch_size: int | None = None, precision: str = "fp32", device: str = "cpu") -> None:
-    raise ValueError("The torch backend runs the checkpoint itself; there is nothing to export")
+    raise ConfigError("The torch backend runs the checkpoint itself; there is nothing to export")
 
 
 def load(

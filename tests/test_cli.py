@@ -157,3 +157,82 @@ def test_ablate_runs_a_group_and_writes_the_table(beacon_agent, beacon_data, tmp
     )
     table = (tmp_path / "ablation.md").read_text()
     assert "| architecture | fcn |" in table and "GT mass" in table
+
+
+def _invoke(*args):
+    """In-process CLI call (fast) returning click's Result; stdout and stderr together."""
+    from typer.testing import CliRunner
+
+    from vmask_live.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def test_user_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path, monkeypatch):
+    import torch
+
+    empty, pickled = tmp_path / "empty.safetensors", tmp_path / "model.pt"
+    empty.touch()
+    torch.save({"w": torch.zeros(2)}, pickled)
+    for path, message in [
+        (empty, "Cannot read .* as a safetensors checkpoint"),
+        (pickled, "pickled torch files are never loaded"),
+        (tmp_path, "Expected a checkpoint file, got the folder"),
+        (tmp_path / "nope.safetensors", "does not exist"),
+    ]:
+        res = _invoke("info", str(path))
+        assert res.exit_code == 2, res.output
+        import re
+
+        lines = [line for line in res.output.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error:") and re.search(message, lines[0]), res.output
+    res = _invoke("--debug", "info", str(empty))
+    assert res.exit_code != 2 and type(res.exception).__name__ == "CheckpointError"  # --debug: the traceback
+
+    def bug(*_args, **_kw):
+        raise RuntimeError("a bug, not a user error")
+
+    monkeypatch.setattr("vmask_live.checkpoint.read_meta", bug)
+    res = _invoke("info", str(empty))
+    assert isinstance(res.exception, RuntimeError) and "error:" not in res.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("train", "--data", "nowhere", "--agent", "default:Beacon", "--batch-size", "-4"),
+            "batch_size: expected an integer >= 1, got -4",
+        ),
+        (
+            ("train", "--data", "nowhere", "--agent", "default:Beacon", "--batch-size", "0"),
+            "batch_size: expected an integer >= 1, got 0",
+        ),
+        (("collect", "--env", "Beacon", "--agent", "default:Beacon", "--out", "{tmp}/d", "--n-envs", "0"), "n_envs"),
+        (
+            ("collect", "--env", "Beacon", "--agent", "default:Beacon", "--out", "{tmp}/d", "--shard-size", "0"),
+            "shard_size",
+        ),
+        (("record", "--env", "Beacon", "--out", "{tmp}/x.mp4", "--max-steps", "-1"), "max_steps: expected None"),
+        (
+            ("evaluate", "--data", "nowhere", "--agent", "default:Beacon", "--explainer", "default:Beacon", "--n", "0"),
+            "n",
+        ),
+    ],
+)
+def test_bad_numeric_options_fail_before_any_work(args, message, tmp_path):
+    res = _invoke(*(a.format(tmp=tmp_path) for a in args))
+    assert res.exit_code == 2 and res.output.startswith("error:") and message in res.output, res.output
+    assert not (tmp_path / "d").exists() and not (tmp_path / "x.mp4").exists()
+
+
+def test_play_with_own_agent_and_no_explainer_is_refused(tmp_path):
+    from vmask_live.agents import save_agent
+    from vmask_live.testing import tiny_agent
+
+    kw = {"in_channels": 1, "n_actions": 5, "input_size": [84, 84], "width": 4}
+    path = save_agent(tmp_path / "mine.safetensors", tiny_agent(), "small_cnn", kw)
+    res = _invoke("play", "--env", "Beacon", "--agent", str(path), "--max-steps", "2", "--backend", "torch")
+    assert res.exit_code == 2 and "without --explainer" in res.output and "vmask-live train" in res.output, res.output
+    res = _invoke("export", "--explainer", "default:Beacon", "--agent", str(path), "--out", str(tmp_path / "x.onnx"))
+    assert res.exit_code == 2 and "trained for agent" in res.output, res.output

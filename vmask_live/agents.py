@@ -264,7 +264,7 @@ def _load_sb3(path: Path, algo: str | None, trust_pickle: bool = False) -> Agent
     for name in algos:
         cls = getattr(sb3, name, None)
         if cls is None:
-            raise ValueError(f"Unknown SB3 algorithm {name!r}; expected PPO, A2C or DQN")
+            raise ConfigError(f"Unknown SB3 algorithm {name!r}; expected PPO, A2C or DQN")
         try:
             model = cls.load(
                 str(path),

@@ -634,7 +634,7 @@ class Dataset:
 
     def _split_indices(self, name: str) -> np.ndarray:
         if name not in SPLITS:
-            raise ValueError(f"Expected split in {SPLITS}, got {name!r}")
+            raise ConfigError(f"Expected split in {SPLITS}, got {name!r}")
         idx = np.flatnonzero(np.isin(self.episodes, self._split_ids[name]))
         if len(idx) == 0:
             raise DatasetError(

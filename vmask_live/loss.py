@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from vmask_live.errors import ConfigError
 from vmask_live.overlay import overlay
 
 __all__ = ["LossConfig", "visionmask_loss", "area_loss", "negative_entropy", "total_variation", "contrastive_terms"]
@@ -43,9 +44,9 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         if self.area_loss not in AREA_LOSSES:
-            raise ValueError(f"Expected area_loss in {AREA_LOSSES}, got {self.area_loss!r}")
+            raise ConfigError(f"Expected area_loss in {AREA_LOSSES}, got {self.area_loss!r}")
         if self.kind not in ("visionmask", "explainer"):
-            raise ValueError(f"Expected kind 'visionmask' or 'explainer', got {self.kind!r}")
+            raise ConfigError(f"Expected kind 'visionmask' or 'explainer', got {self.kind!r}")
 
 
 def contrastive_terms(Z: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vmask_live.errors import ConfigError
+
 __all__ = ["DeepLabExplainer", "FCNExplainer", "build_explainer", "ARCHITECTURES"]
 
 
@@ -123,7 +125,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {"deeplab": DeepLabExplainer, "fcn":
 def build_explainer(arch: str, **kwargs: Any) -> nn.Module:
     """Construct an explainer network by name (kwargs are stored in checkpoints)."""
     if arch not in ARCHITECTURES:
-        raise ValueError(f"Expected arch in {sorted(ARCHITECTURES)}, got {arch!r}")
+        raise ConfigError(f"Expected arch in {sorted(ARCHITECTURES)}, got {arch!r}")
     if "rates" in kwargs:
         kwargs["rates"] = tuple(kwargs["rates"])
     kwargs["input_size"] = tuple(kwargs["input_size"])

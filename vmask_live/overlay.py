@@ -11,6 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vmask_live.errors import ConfigError
+
 __all__ = ["overlay", "Reference", "REFERENCE_KINDS", "gaussian_blur"]
 
 REFERENCE_KINDS = ("background", "black", "mean", "blur")
@@ -75,9 +77,9 @@ class Reference:
         blur_sigma: float | None = None,
     ) -> None:
         if kind not in REFERENCE_KINDS:
-            raise ValueError(f"Expected reference kind in {REFERENCE_KINDS}, got {kind!r}")
+            raise ConfigError(f"Expected reference kind in {REFERENCE_KINDS}, got {kind!r}")
         if kind in ("background", "mean") and image is None:
-            raise ValueError(f"Reference {kind!r} needs an image computed from the training data")
+            raise ConfigError(f"Reference {kind!r} needs an image computed from the training data")
         self.kind = kind
         self.image = None if image is None else torch.as_tensor(np.asarray(image), dtype=torch.float32)
         self.blur_kernel = blur_kernel

@@ -184,7 +184,7 @@ class ExplainedEnv(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorA
     def _explain(self, obs: np.ndarray, info: dict[str, Any]) -> dict[str, Any]:
         for key in (self.saliency_key, "saliency_action", "action_probs"):
             if key in info:
-                raise KeyError(
+                raise ConfigError(
                     f"info already has a {key!r} entry; pass another saliency_key= or unwrap the other explainer"
                 )
         batch = self._to_explainer(np.asarray(obs)[None])

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from vmask_live.errors import ConfigError, NoDisplayError, PairingError
+from vmask_live.errors import ConfigError, MissingExtraError, NoDisplayError, PairingError
 from vmask_live.interrupt import sigterm_as_interrupt
 from vmask_live.render import ViewState
 
@@ -182,7 +182,7 @@ def _open_window(size: tuple[int, int]):
     try:
         import pygame
     except ImportError as err:
-        raise ImportError('pygame is not installed; run `pip install "pygame-ce>=2.4"`') from err
+        raise MissingExtraError('pygame is not installed; run `pip install "pygame-ce>=2.4"`') from err
     pygame.display.init()  # video only: no audio device needed
     try:
         screen = pygame.display.set_mode(size)

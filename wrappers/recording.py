@@ -8,6 +8,8 @@ from types import TracebackType
 
 import numpy as np
 
+from vmask_live.errors import ConfigError
+
 __all__ = ["VideoRecorder", "check_writable"]
 
 
@@ -15,12 +17,12 @@ def check_writable(path: str | os.PathLike) -> Path:
     """Fail early, with a clear message, when ``path`` cannot be written."""
     path = Path(path)
     if path.suffix.lower() not in (".mp4", ".avi"):
-        raise ValueError(f"Expected a video path ending in .mp4 or .avi, got {str(path)!r}")
+        raise ConfigError(f"Expected a video path ending in .mp4 or .avi, got {str(path)!r}")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
-        raise OSError(f"Cannot write {str(path)!r}: folder {str(parent)!r} does not exist")
+        raise FileNotFoundError(f"Cannot write {str(path)!r}: folder {str(parent)!r} does not exist; create it first")
     if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise OSError(f"Cannot write {str(path)!r}: permission denied")
+        raise PermissionError(f"Cannot write {str(path)!r}: permission denied")
     return path
 
 

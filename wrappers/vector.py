@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from gymnasium.vector import VectorEnv, VectorWrapper
 
+from vmask_live.errors import ConfigError
 from vmask_live.pairing import check_pairing
 from vmask_live.wrappers.explained_env import check_compatible, resolve_agent, resolve_explainer
 
@@ -73,7 +74,7 @@ class ExplainedVectorEnv(VectorWrapper):
         for key, value in self._explain(obs).items():
             key = self.saliency_key if key == "saliency" else key
             if key in infos:
-                raise KeyError(f"infos already has a {key!r} entry; pass another saliency_key=")
+                raise ConfigError(f"infos already has a {key!r} entry; pass another saliency_key=")
             infos[key] = value
             infos[f"_{key}"] = np.ones(n, dtype=bool)
         return infos

@@ -4,6 +4,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import vmask_live as vm
+from vmask_live.errors import ConfigError
 from vmask_live.observations import ObservationError
 from vmask_live.testing import tiny_agent, tiny_explainer
 
@@ -99,7 +100,7 @@ def test_bad_inputs_get_one_line_errors():
 
 def test_existing_info_key_is_not_overwritten():
     env = vm.ExplainedEnv(_env(), tiny_explainer())
-    with pytest.raises(KeyError, match="already has a 'saliency' entry"):
+    with pytest.raises(ConfigError, match="already has a 'saliency' entry"):
         env.reset(seed=0)
     env2 = vm.ExplainedEnv(_env(), tiny_explainer(), saliency_key="saliency2")
     _, info = env2.reset(seed=0)

@@ -8,6 +8,7 @@ import gymnasium as gym
 
 from vmask_live.envs.atari import ATARI_GAMES, make_atari
 from vmask_live.envs.beacon import BeaconEnv
+from vmask_live.errors import ConfigError
 
 __all__ = ["make_env", "known_envs", "canonical_name", "BeaconEnv", "action_names"]
 
@@ -39,7 +40,7 @@ def canonical_name(name: str) -> str:
     for known, ale_id in ATARI_GAMES.items():
         if name == ale_id:
             return known
-    raise ValueError(f"Unknown env {name!r}; known envs: {', '.join(known_envs())} (see `vmask-live envs`)")
+    raise ConfigError(f"Unknown env {name!r}; known envs: {', '.join(known_envs())} (see `vmask-live envs`)")
 
 
 def make_env(name: str, *, render_mode: str | None = None, **kwargs: Any) -> gym.Env:

@@ -19,6 +19,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from vmask_live.errors import ConfigError
+
 __all__ = ["BeaconEnv", "ACTION_NAMES"]
 
 ACTION_NAMES = ["NOOP", "UP", "RIGHT", "LEFT", "DOWN"]
@@ -50,12 +52,12 @@ class BeaconEnv(gym.Env[np.ndarray, np.int64]):
         self, render_mode: str | None = None, max_steps: int = 100, clutter: int = 10, texture: int = 0
     ) -> None:
         if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"Expected render_mode None or 'rgb_array', got {render_mode!r}")
+            raise ConfigError(f"Expected render_mode None or 'rgb_array', got {render_mode!r}")
         self.render_mode = render_mode
         self.max_steps = max_steps
         self.n_clutter = clutter
         if not 0 <= texture < 256:
-            raise ValueError(f"Expected texture in [0, 255], got {texture}")
+            raise ConfigError(f"Expected texture in [0, 255], got {texture}")
         self.texture = texture
         self.observation_space = gym.spaces.Box(0, 255, (SIZE, SIZE), np.uint8)
         self.action_space = gym.spaces.Discrete(5)
