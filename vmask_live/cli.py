@@ -283,38 +283,36 @@ def evaluate(
 ) -> None:
     """Compare saliency methods side by side on the same test states; writes report.md/json/csv.
 
-    Test states come from --data (a dataset's test split) or straight from --env: the agent plays
-    the env (--play-steps states on seed + 10000, stored in OUT/states and reused by reruns) and
-    --n of the states it visits are sampled, e.g. `vmask-live evaluate --env MsPacman --methods all
-    --n 8 --out runs/eval`. Per-method results are cached in OUT/methods and reused only when the
-    states, agent, explainer and settings all match.
+    Test states: the test split of --data, or straight from --env with no dataset to collect first.
+
+    With --env the agent (default: the bundled default:ENV) plays the env for --play-steps states (seed + 10000, stored in OUT/states, reused by reruns) and --n of the states it visits are sampled.
+
+    Example: vmask-live evaluate --env MsPacman --methods all --n 8 --out runs/eval
+
+    Each method's result is cached in OUT/methods and reused only when the states, agent, explainer and settings all match.
     """
-    from vmask_live.errors import VmaskError
     from vmask_live.evaluate import EvaluateConfig
     from vmask_live.evaluate import evaluate as run
 
-    try:
-        with _job():
-            report = run(
-                EvaluateConfig(
-                    data=str(data) if data is not None else "",
-                    env=env or "",
-                    agent=agent or "",
-                    explainer=explainer or "",
-                    stalder=stalder,
-                    methods=methods,
-                    n=n,
-                    out=str(out),
-                    seed=seed,
-                    rise_masks=rise_masks,
-                    lime_samples=lime_samples,
-                    lle_n=lle_n,
-                    play_steps=play_steps,
-                    allow_mismatch=allow_mismatch,
-                )
+    with _job():
+        report = run(
+            EvaluateConfig(
+                data=str(data) if data is not None else "",
+                env=env or "",
+                agent=agent or "",
+                explainer=explainer or "",
+                stalder=stalder,
+                methods=methods,
+                n=n,
+                out=str(out),
+                seed=seed,
+                rise_masks=rise_masks,
+                lime_samples=lime_samples,
+                lle_n=lle_n,
+                play_steps=play_steps,
+                allow_mismatch=allow_mismatch,
             )
-    except VmaskError as err:  # a missing extra is neither a ValueError nor an ImportError
-        _fail(err)
+        )
     console.print(f"report: {report}")
 
 

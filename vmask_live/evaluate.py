@@ -1,16 +1,27 @@
 """``vmask-live evaluate``: every saliency method on the same test states, in one run.
 
+The test states come from a dataset's test split (``data``) or straight from an env (``env``):
+the agent plays it and the states it visits are stored under ``out/states`` (a dataset made by
+:func:`vmask_live.dataset.collect`, on seeds away from the ones ``collect`` uses by default, so
+they are not an explainer's training states).
+
 Writes to ``out/``: ``report.md`` (the table, with the paper's Table 1 row for MsPacman),
 ``results.json`` / ``results.csv``, ``curves.png`` (insertion and deletion), ``grid.png`` (the same
 frames overlaid by every method, like the paper's Figure 2), ``counterfactual.png`` and
-``radar.png``. Each method's result is saved under ``out/methods/`` as soon as it is done, so an
-interrupted evaluation resumes with the methods that are missing.
+``radar.png``. Each method's result is saved under ``out/methods/`` as soon as it is done, keyed by
+everything that produced it (states, agent, explainer weights and reference, settings, package
+version), so an interrupted evaluation resumes with the methods that are missing and a changed
+run never reports stale numbers.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import logging
+import numbers
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,9 +31,13 @@ import numpy as np
 import torch
 
 from vmask_live.baselines import METHODS, build_method
+from vmask_live.checkpoint import atomic_write_text, tensors_sha256
+from vmask_live.errors import ConfigError, DatasetError, MissingExtraError, ObservationError, PairingError
 from vmask_live.metrics import evaluate_maps, normalise
 
-__all__ = ["EvaluateConfig", "evaluate", "CountingAgent", "PAPER_MSPACMAN"]
+__all__ = ["EvaluateConfig", "evaluate", "CountingAgent", "PAPER_MSPACMAN", "EXTRAS"]
+
+log = logging.getLogger(__name__)
 
 #: Paper Table 1, MsPacman (Acc / Del / Ins / LLE / Sp).
 PAPER_MSPACMAN = {
@@ -38,28 +53,61 @@ PAPER_MSPACMAN = {
 #: Name of the row that scores the env's relevant-pixel mask itself (envs that provide one).
 GROUND_TRUTH = "ground truth (ceiling)"
 
+#: Optional modules each method imports: ``(module, pip distribution, extra)``.
+EXTRAS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "lime": (("captum", "captum", "baselines"), ("sklearn", "scikit-learn", "baselines")),
+    "gradient": (("captum", "captum", "baselines"),),
+    "gradcam": (("captum", "captum", "baselines"),),
+    "integrated_gradients": (("captum", "captum", "baselines"),),
+}
+
+#: Settings that change one method's maps (part of its cache key).
+METHOD_SETTINGS = {"rise": ("rise_masks",), "lime": ("lime_samples",)}
+
+#: Env mode plays on ``seed + PLAY_SEED_OFFSET``: away from the seeds ``collect`` uses by default,
+#: so the states are not those a bundled or freshly trained explainer was trained on.
+PLAY_SEED_OFFSET = 10_000
+
+#: Parallel envs when playing: states from 10 games at once, and episodes 0-9 all start together,
+#: so every 80/10/10 split bucket (``episode % 10``) of ``out/states`` holds states however long
+#: the episodes are.
+PLAY_ENVS = 10
+
 
 @dataclass
 class EvaluateConfig:
-    """Compare saliency methods on a dataset's test split."""
+    """Compare saliency methods on the same test states (a dataset's test split, or an env's play)."""
 
-    data: str = "data/beacon"
+    data: str = ""
+    """Dataset folder from ``vmask-live collect``: its test split is used. Exclusive with ``env``."""
+    env: str = ""
+    """Evaluate straight from this env instead of ``data``: the agent plays it
+    (``play_steps`` states on seed ``seed + 10000``, stored in ``out/states``) and ``n`` of the
+    states it visits are the test states."""
     agent: str = ""
+    """The agent (``default:NAME``, path). With ``data``: the agent that collected it. With
+    ``env``: defaults to the bundled ``default:ENV``."""
     explainer: str = ""
-    """VisionMask checkpoint (also gives the reference value used by every method)."""
+    """VisionMask checkpoint (also gives the reference value used by every method). Defaults to the
+    bundled ``default:ENV`` only when the agent is the bundled ``default:ENV``."""
     stalder: str | None = None
     """Checkpoint trained with ``--loss-kind explainer`` for the Explainer row (optional)."""
     methods: str = "all"
     """Comma-separated names from METHODS, or ``all`` (the trained ones need their checkpoints)."""
     n: int = 500
-    """Test states (a seeded sample of the test split)."""
+    """Test states (a seeded sample of the test split, or of the played states)."""
     lle_n: int = 50
-    """States used for LLE (it explains N neighbours per state: costly for perturbation methods)."""
+    """States used for LLE (it explains N neighbours per state: costly for perturbation methods);
+    0 skips LLE."""
     lle_eps: float = 0.05
     lle_neighbours: int = 10
     insertion_steps: int = 50
     rise_masks: int = 2000
     lime_samples: int = 300
+    play_steps: int | None = None
+    """With ``env``: states to play before sampling ``n`` of them (default ``max(10·n, 2000)``)."""
+    allow_mismatch: bool = False
+    """Evaluate an explainer trained for another agent anyway (its maps explain another network)."""
     out: str = "runs/eval"
     seed: int = 0
 
@@ -76,31 +124,343 @@ class CountingAgent(torch.nn.Module):
         return self.agent(x)
 
 
-def _method_names(cfg: EvaluateConfig) -> list[str]:
-    names = list(METHODS) if cfg.methods == "all" else [m.strip() for m in cfg.methods.split(",") if m.strip()]
-    if cfg.methods == "all" and not cfg.stalder:
-        names.remove("explainer")
-    unknown = [m for m in names if m not in METHODS]
+def _method_names(cfg: EvaluateConfig) -> tuple[list[str], list[str]]:
+    """The selected method names and the unknown ones."""
+    if cfg.methods.strip() == "all":
+        return [m for m in METHODS if m != "explainer" or cfg.stalder], []
+    names = list(dict.fromkeys(m.strip() for m in cfg.methods.split(",") if m.strip()))
+    return [m for m in names if m in METHODS], [m for m in names if m not in METHODS]
+
+
+def _default_agent(cfg: EvaluateConfig, agent_given: bool) -> str:
+    if cfg.agent or agent_given or not cfg.env:
+        return cfg.agent
+    return f"default:{cfg.env}"
+
+
+def _default_explainer(cfg: EvaluateConfig, agent_spec: str) -> str:
+    """The bundled explainer only goes with the bundled agent it was trained for."""
+    if cfg.explainer:
+        return cfg.explainer
+    return agent_spec if agent_spec.startswith("default:") else ""
+
+
+def _validate(cfg: EvaluateConfig, agent_given: bool) -> list[str]:
+    """Check every setting; raise one :class:`ConfigError` naming all bad ones. Returns the methods."""
+    problems = []
+    if cfg.data and cfg.env:
+        problems.append(
+            f"Expected exactly one source of test states, got both data={cfg.data!r} and env={cfg.env!r}: "
+            "pass a dataset folder (--data) or an env to play (--env), not both"
+        )
+    elif not cfg.data and not cfg.env:
+        problems.append(
+            "Expected a source of test states, got neither: pass a dataset folder from `vmask-live collect` "
+            "(--data DIR) or an env for the agent to play (--env NAME, e.g. --env Beacon)"
+        )
+    if cfg.env:
+        from vmask_live.envs import canonical_name
+
+        try:
+            canonical_name(cfg.env)
+        except ValueError as err:
+            problems.append(str(err))
+    for name, low, what in (
+        ("n", 1, "test states"),
+        ("lle_n", 0, "LLE states; 0 skips LLE"),
+        ("lle_neighbours", 1, "LLE neighbours"),
+        ("insertion_steps", 1, "insertion/deletion steps"),
+        ("rise_masks", 1, "RISE masks"),
+        ("lime_samples", 1, "LIME samples"),
+    ):
+        value = getattr(cfg, name)
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
+            problems.append(f"Expected `{name}` to be an integer >= {low} ({what}), got {value!r}")
+    if not (isinstance(cfg.lle_eps, (int, float)) and cfg.lle_eps > 0):
+        problems.append(f"Expected `lle_eps` > 0, got {cfg.lle_eps!r}")
+    if cfg.play_steps is not None and (not isinstance(cfg.play_steps, numbers.Integral) or cfg.play_steps < 1):
+        problems.append(f"Expected `play_steps` to be an integer >= 1 (or None), got {cfg.play_steps!r}")
+    names, unknown = _method_names(cfg)
     if unknown:
-        raise ValueError(f"Unknown methods {unknown}; expected names from {', '.join(METHODS)}")
+        problems.append(f"Unknown methods {unknown}; known methods: {', '.join(METHODS)} (or 'all')")
+    elif not names:
+        problems.append(f"Expected at least one method, got methods={cfg.methods!r}; known: {', '.join(METHODS)}")
+    if "explainer" in names and not cfg.stalder:
+        problems.append(
+            "Method 'explainer' needs `stalder` (--stalder): a checkpoint trained with "
+            "`vmask-live train --loss-kind explainer`"
+        )
+    agent_spec = _default_agent(cfg, agent_given)
+    if not agent_spec and not agent_given:
+        problems.append(f"Expected `agent` (--agent): the agent that collected {cfg.data or 'the dataset'!r}")
+    if (agent_spec or agent_given) and not _default_explainer(cfg, agent_spec):
+        problems.append(
+            f"Expected `explainer` (--explainer) for agent {agent_spec or 'given'!r}: the bundled explainer is "
+            "the default only with the bundled agent it was trained for (--agent default:ENV)"
+        )
+    if problems:
+        raise ConfigError("Invalid evaluate settings:\n" + "\n".join(f"  - {p}" for p in problems))
     return names
 
 
+def _check_extras(names: list[str]) -> None:
+    """Raise one :class:`MissingExtraError` for every missing optional module, before any work."""
+    from vmask_live._optional import require
+
+    missing: dict[tuple[str, str], list[str]] = {}
+    for name in names:
+        for module, dist, extra in EXTRAS.get(name, ()):
+            try:
+                require(module, extra)
+            except MissingExtraError:
+                missing.setdefault((dist, extra), []).append(name)
+    if missing:
+        dists = ", ".join(dict.fromkeys(d for d, _ in missing))
+        users = list(dict.fromkeys(m for ms in missing.values() for m in ms))
+        extras = ",".join(dict.fromkeys(e for _, e in missing))
+        who = f"Methods {', '.join(users)} need" if len(users) > 1 else f"Method {users[0]} needs"
+        raise MissingExtraError(
+            f"{who} {dists}, which {'is' if len(missing) == 1 else 'are'} not installed; run "
+            f'`pip install "vmask-live[{extras}]"` (or leave {"them" if len(users) > 1 else "it"} out of --methods)'
+        )
+
+
+def _check_fit(exp: Any, spec: str, agent: Any, agent_spec: str, what: str) -> None:
+    """An explainer must read the agent's observations and have one map per agent action."""
+    c, h, w = agent.obs_format.chw
+    if tuple(exp.obs_format.chw) != (c, h, w):
+        raise ObservationError(
+            f"{what} {spec!r} was trained on observations of shape {tuple(exp.obs_format.shape)} "
+            f"({'x'.join(map(str, exp.obs_format.chw))} in model space), but agent {agent_spec!r} and its states "
+            f"have shape {tuple(agent.obs_format.shape)} ({c}x{h}x{w}): expected {c}x{h}x{w}, got "
+            f"{'x'.join(map(str, exp.obs_format.chw))}. It belongs to another env or preprocessing; pass the "
+            "explainer trained for this agent (`vmask-live train --data DATA --agent AGENT`)"
+        )
+    if exp.n_actions != agent.n_actions:
+        raise PairingError(
+            f"{what} {spec!r} has {exp.n_actions} maps (one per action: {', '.join(exp.action_names)}), but agent "
+            f"{agent_spec!r} has {agent.n_actions} actions: expected K = {agent.n_actions}, got K = {exp.n_actions}. "
+            "It was trained for another agent; pass the explainer trained for this agent "
+            "(`vmask-live train --data DATA --agent AGENT`)"
+        )
+
+
+def _check_dataset(ds: Any, agent: Any, agent_spec: str) -> None:
+    """The test states must be this agent's: its actions are the labels every metric scores."""
+    from vmask_live.pairing import agent_hash
+
+    given = agent_hash(agent)
+    made_by = ds.manifest.get("agent_hash")
+    fix = (
+        f"Evaluate on this agent's own play (`vmask-live evaluate --env {ds.env} --agent {agent_spec} ...`) "
+        f"or collect a dataset with it (`vmask-live collect --env {ds.env} --agent {agent_spec} --out DIR`)"
+    )
+    if made_by != given:
+        source = ds.manifest.get("agent")
+        raise DatasetError(
+            f"Dataset {str(ds.path)!r} was collected with agent {made_by}"
+            + (f" ({source})" if source else "")
+            + f", but the given agent {agent_spec!r} hashes to {given}: its actions (the labels every metric "
+            f"scores) are another network's. {fix}"
+        )
+    if tuple(ds.obs_format.chw) != tuple(agent.obs_format.chw) or ds.n_actions != agent.n_actions:
+        raise DatasetError(
+            f"Dataset {str(ds.path)!r} holds observations {tuple(ds.obs_format.shape)} with {ds.n_actions} actions, "
+            f"but agent {agent_spec!r} expects {tuple(agent.obs_format.shape)} with {agent.n_actions}. {fix}"
+        )
+
+
+def _play_states(cfg: EvaluateConfig, agent: Any, agent_spec: str, out: Path) -> Any:
+    """Let the agent play ``cfg.env`` into ``out/states`` (reused when made by the same play)."""
+    from vmask_live.dataset import FORMAT, CollectConfig, Dataset, collect
+    from vmask_live.envs import canonical_name
+    from vmask_live.pairing import agent_hash
+
+    steps = cfg.play_steps or max(10 * cfg.n, 2000)
+    folder = out / "states"
+    play = CollectConfig(
+        env=canonical_name(cfg.env),
+        agent=agent_spec,
+        out=str(folder),
+        steps=steps,
+        n_envs=PLAY_ENVS,
+        seed=cfg.seed + PLAY_SEED_OFFSET,
+    )
+    manifest_path = folder / "manifest.json"
+    if manifest_path.exists():
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            manifest = {}
+        if manifest.get("format") != FORMAT:
+            raise DatasetError(
+                f"{str(folder)!r} exists and is not a dataset evaluate played; pick another --out or remove it"
+            )
+        made = manifest.get("config") or {}
+        same = (
+            manifest.get("complete")
+            and manifest.get("env") == play.env
+            and manifest.get("agent_hash") == agent_hash(agent)
+            and manifest.get("n_samples") == steps
+            and all(made.get(k) == getattr(play, k) for k in ("steps", "n_envs", "seed", "deterministic"))
+            and not made.get("env_kwargs")
+        )
+        if same:
+            try:
+                return Dataset(folder)
+            except DatasetError as err:  # damaged shards: play again rather than fail
+                log.warning("%s; playing again", err)
+        else:
+            log.warning("%s holds states of another play (agent, env, seed or steps); playing again", folder)
+        shutil.rmtree(folder)
+    elif folder.exists():
+        # An interrupted play leaves shards, temporary files and collect's lock without a manifest.
+        if any(not (p.name.endswith((".npy", ".tmp")) or p.name == ".lock") for p in folder.iterdir()):
+            raise DatasetError(f"{str(folder)!r} exists and is not a dataset evaluate played; pick another --out")
+        shutil.rmtree(folder)
+    log.info("playing %d states of %s with agent %s into %s", steps, play.env, agent_spec, folder)
+    return collect(play, agent=agent, progress=False)
+
+
+def _sample_all(ds: Any, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """A seeded sample of ``n`` of all states of ``ds`` (freshly played: none were trained on)."""
+    idx = np.sort(np.random.default_rng(seed).choice(len(ds), min(n, len(ds)), replace=False))
+    fields = ("obs", "actions", "relevant") if ds.has_relevant else ("obs", "actions")
+    d = ds.get(idx, fields)
+    relevant = torch.as_tensor(d["relevant"]) if ds.has_relevant else None
+    return ds.obs_format.to_model(d["obs"]), torch.as_tensor(d["actions"]), relevant
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _dataset_id(ds: Any) -> str:
+    """A path-independent id of a dataset: its manifest's identity fields (not its folder)."""
+    m = ds.manifest
+    keys = ("format", "version", "env", "agent_hash", "n_samples", "shards", "obs_format", "n_actions", "created")
+    return _digest({k: m.get(k) for k in keys})
+
+
+def _states_id(x: torch.Tensor, a: torch.Tensor) -> str:
+    h = hashlib.sha256(x.detach().cpu().contiguous().numpy().tobytes())
+    h.update(a.detach().cpu().to(torch.int64).contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _reference_id(reference: Any) -> str:
+    image = getattr(reference, "image", None)
+    return _digest(
+        {"meta": reference.to_meta(), "image": tensors_sha256({"image": image}) if image is not None else None}
+    )
+
+
+def _cache_key(cfg: EvaluateConfig, name: str, common: dict[str, Any], stalder_hash: str | None) -> dict[str, Any]:
+    key = {"method": name, **common, "settings": {k: getattr(cfg, k) for k in METHOD_SETTINGS.get(name, ())}}
+    if name == "explainer":
+        key["stalder"] = stalder_hash
+    return key
+
+
+def _load_cached(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
+    """The cached result when it was made by exactly ``key``, else None (logging why it is stale)."""
+    if not path.exists():
+        return None
+    try:
+        cached = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        cached = {}
+    old = cached.get("key") if isinstance(cached, dict) else None
+    if old == key and isinstance(cached.get("result"), dict):
+        return cached["result"]
+    if isinstance(old, dict):
+        diff = [f"{k}={old.get(k)!r} (now {v!r})" for k, v in key.items() if old.get(k) != v]
+        why = "it was computed with " + ", ".join(diff)
+    else:
+        why = "it records nothing of what produced it (an older vmask-live)"
+    log.warning("Cached result %s is stale: %s; recomputing", path, why)
+    return None
+
+
 def evaluate(cfg: EvaluateConfig, agent: Any = None, progress: bool = True) -> Path:
-    """Run the comparison; returns the path of ``report.md``."""
+    """Run the comparison; returns the path of ``report.md``.
+
+    Everything that can be checked is checked before any work: the settings, the optional
+    packages of the selected methods, that each explainer fits the agent (observation shape,
+    K) and was trained for it, and that a dataset was collected by this agent.
+
+    Args:
+        cfg: the job's settings.
+        agent: an already loaded agent to use instead of ``cfg.agent``.
+        progress: show a progress bar.
+
+    Raises:
+        ConfigError: bad settings (all of them in one message).
+        MissingExtraError: a selected method needs an optional package that is not installed.
+        ObservationError, PairingError: an explainer that does not fit or was trained for another agent.
+        DatasetError: a dataset collected by another agent.
+    """
     from rich.progress import Progress
 
+    from vmask_live import __version__
     from vmask_live.agents import load_agent
     from vmask_live.dataset import Dataset
     from vmask_live.explainer import load_explainer
+    from vmask_live.export import load_runtime
+    from vmask_live.pairing import agent_hash, check_pairing
 
-    ds = Dataset(cfg.data)
-    agent = agent if agent is not None else load_agent(cfg.agent)
-    vmask = load_explainer(cfg.explainer, backend="auto")
-    reference = vmask.reference
-    names = _method_names(cfg)
-    x, a, relevant = ds.sample_split("test", cfg.n, cfg.seed)
+    names = _validate(cfg, agent is not None)
+    _check_extras(names)
+    agent_spec = _default_agent(cfg, agent is not None)
+    explainer_spec = _default_explainer(cfg, agent_spec)
+    agent = agent if agent is not None else load_agent(agent_spec)
+    agent_label = agent_spec or type(agent).__name__
+    ds = Dataset(cfg.data) if cfg.data else None
+    if ds is not None:
+        _check_dataset(ds, agent, agent_label)
+    vmask_plain = load_explainer(explainer_spec, backend="none")
+    _check_fit(vmask_plain, explainer_spec, agent, agent_label, "Explainer")
+    stalder_plain = None
+    if "explainer" in names:
+        stalder_plain = load_explainer(cfg.stalder, backend="none")
+        _check_fit(stalder_plain, str(cfg.stalder), agent, agent_label, "Explainer (--stalder)")
+    check_pairing(vmask_plain, agent, allow_mismatch=cfg.allow_mismatch)
+    if stalder_plain is not None:
+        check_pairing(stalder_plain, agent, allow_mismatch=cfg.allow_mismatch)
+
     out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if ds is None:
+        ds = _play_states(cfg, agent, agent_label, out)
+        x, a, relevant = _sample_all(ds, cfg.n, cfg.seed)
+        source = (
+            f"the {len(ds)} states `{agent_label}` visited playing {ds.env} "
+            f"(play seed {cfg.seed + PLAY_SEED_OFFSET}, stored in `{ds.path}`)"
+        )
+    else:
+        x, a, relevant = ds.sample_split("test", cfg.n, cfg.seed)
+        source = f"the test split of `{cfg.data}`"
+    vmask = load_runtime(vmask_plain, backend="auto")
+    stalder = load_runtime(stalder_plain, backend="auto") if stalder_plain is not None else None
+    reference = vmask.reference
+    n_used = len(a)
+    n_lle = min(cfg.lle_n, n_used)
+    common = {
+        "version": __version__,
+        "dataset": _dataset_id(ds),
+        "states": _states_id(x, a),
+        "n": n_used,
+        "requested_n": cfg.n,
+        "seed": cfg.seed,
+        "agent": agent_hash(agent),
+        "explainer": vmask_plain.weights_hash(),
+        "reference": _reference_id(reference),
+        "lle_n": n_lle,
+        "lle_eps": cfg.lle_eps,
+        "lle_neighbours": cfg.lle_neighbours,
+        "insertion_steps": cfg.insertion_steps,
+    }
+    stalder_hash = stalder_plain.weights_hash() if stalder_plain is not None else None
     (out / "methods").mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
     grid_maps: dict[str, np.ndarray] = {}
@@ -108,45 +468,37 @@ def evaluate(cfg: EvaluateConfig, agent: Any = None, progress: bool = True) -> P
         task = bar.add_task("methods", total=len(names))
         for name in names:
             path = out / "methods" / f"{name}.json"
-            explainer = (
-                vmask
-                if name == "visionmask"
-                else (load_explainer(cfg.stalder, backend="auto") if name == "explainer" else None)
-            )
+            explainer = vmask if name == "visionmask" else (stalder if name == "explainer" else None)
             counting = CountingAgent(agent)
             method = build_method(name, counting, reference, explainer, cfg.rise_masks, cfg.lime_samples)
-            if path.exists():
-                results[name] = json.loads(path.read_text())
+            key = _cache_key(cfg, name, common, stalder_hash)
+            cached = _load_cached(path, key)
+            if cached is not None:
+                results[name] = cached
             else:
                 bar.update(task, description=f"{name}: timing")
                 t0 = time.perf_counter()
-                maps = torch.cat([method.attribute(x[i : i + 16], a[i : i + 16]).float() for i in range(0, len(a), 16)])
-                ms = 1000 * (time.perf_counter() - t0) / len(a)
-                passes = counting.states / len(a)
+                maps = torch.cat([method.attribute(x[i : i + 16], a[i : i + 16]).float() for i in range(0, n_used, 16)])
+                ms = 1000 * (time.perf_counter() - t0) / n_used
+                passes = counting.states / n_used
                 bar.update(task, description=f"{name}: metrics")
                 res = evaluate_maps(agent, x, a, maps, reference, relevant, cfg.insertion_steps, with_lle=False)
-                n_lle = min(cfg.lle_n, len(a))
-                lle_res = evaluate_maps(
-                    agent,
-                    x[:n_lle],
-                    a[:n_lle],
-                    method.attribute,
-                    reference,
-                    None,
-                    2,
-                    cfg.lle_eps,
-                    cfg.lle_neighbours,
-                    with_lle=True,
-                )
-                res.update(
-                    lle=lle_res["lle"],
-                    lle_n=n_lle,
-                    lle_eps=cfg.lle_eps,
-                    lle_neighbours=cfg.lle_neighbours,
-                    ms_per_frame=ms,
-                    agent_passes_per_frame=passes,
-                )
-                path.write_text(json.dumps(res))
+                if n_lle:
+                    lle_res = evaluate_maps(
+                        agent,
+                        x[:n_lle],
+                        a[:n_lle],
+                        method.attribute,
+                        reference,
+                        None,
+                        2,
+                        cfg.lle_eps,
+                        cfg.lle_neighbours,
+                        with_lle=True,
+                    )
+                    res.update(lle=lle_res["lle"], lle_eps=cfg.lle_eps, lle_neighbours=cfg.lle_neighbours)
+                res.update(lle_n=n_lle, ms_per_frame=ms, agent_passes_per_frame=passes)
+                atomic_write_text(path, json.dumps({"key": key, "result": res}))
                 results[name] = res
             grid_maps[name] = normalise(method.attribute(x[:4], a[:4]).float()).numpy()
             bar.advance(task)
@@ -155,8 +507,31 @@ def evaluate(cfg: EvaluateConfig, agent: Any = None, progress: bool = True) -> P
         # explanation); insertion and deletion cannot separate methods that come close to it.
         oracle = evaluate_maps(agent, x, a, relevant.float(), reference, relevant, cfg.insertion_steps, with_lle=False)
         results[GROUND_TRUTH] = {**oracle, "ms_per_frame": 0.0, "agent_passes_per_frame": 0.0}
-    _write_reports(cfg, ds, out, results, grid_maps, x[:4], a[:4], agent, vmask)
+    header = _header(cfg, source, n_used, n_lle, reference)
+    resolved = {
+        "agent": agent_label,
+        "explainer": explainer_spec,
+        "stalder": cfg.stalder,
+        "states": str(ds.path),
+        "key": common,
+    }
+    _write_reports(cfg, ds.env, header, resolved, out, results, grid_maps, x[:4], a[:4], agent, vmask)
     return out / "report.md"
+
+
+def _header(cfg: EvaluateConfig, source: str, n_used: int, n_lle: int, reference: Any) -> str:
+    """The report's description of what was measured, with the counts actually used."""
+    short = f" (asked for {cfg.n}; only {n_used} were available)" if n_used < cfg.n else ""
+    if n_lle:
+        lle = f"LLE on {n_lle} states, ε = {cfg.lle_eps}, N = {cfg.lle_neighbours}"
+        if n_lle < cfg.lle_n:
+            lle += f" (asked for {cfg.lle_n})"
+    else:
+        lle = "LLE not computed (lle_n = 0)"
+    return (
+        f"{n_used} test states{short}, a seeded sample (seed {cfg.seed}) of {source}; reference `{reference!r}`; "
+        f"insertion/deletion with {cfg.insertion_steps} steps; {lle}."
+    )
 
 
 COLUMNS = [
@@ -172,7 +547,19 @@ COLUMNS = [
 ]
 
 
-def _write_reports(cfg, ds, out: Path, results, grid_maps, x4, a4, agent, vmask) -> None:
+def _write_reports(
+    cfg: EvaluateConfig,
+    env: str,
+    header: str,
+    resolved: dict[str, Any],
+    out: Path,
+    results: dict[str, dict[str, Any]],
+    grid_maps: dict[str, np.ndarray],
+    x4: torch.Tensor,
+    a4: torch.Tensor,
+    agent: Any,
+    vmask: Any,
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -180,18 +567,16 @@ def _write_reports(cfg, ds, out: Path, results, grid_maps, x4, a4, agent, vmask)
 
     cols = [(k, h) for k, h in COLUMNS if any(k in r for r in results.values())]
     lines = [
-        f"# Saliency methods on {ds.env}",
+        f"# Saliency methods on {env}",
         "",
-        f"{results[next(iter(results))]['n']} test states of `{cfg.data}` (seed {cfg.seed}); reference "
-        f"`{vmask.reference!r}`; insertion/deletion with {cfg.insertion_steps} steps; LLE on {cfg.lle_n} states, "
-        f"ε = {cfg.lle_eps}, N = {cfg.lle_neighbours}.",
+        header,
         "",
         "| method | " + " | ".join(h for _, h in cols) + " |",
         "|---" * (len(cols) + 1) + "|",
     ]
     for name, r in results.items():
         lines.append(f"| {name} | " + " | ".join(f"{r[k]:.3g}" if k in r else "–" for k, _ in cols) + " |")
-    if ds.env == "MsPacman":
+    if env == "MsPacman":
         lines += ["", "Paper Table 1, MsPacman (their agent, not ours): Acc / Del / Ins / LLE / Sp", ""]
         lines += [f"- {k}: " + " / ".join(map(str, v)) for k, v in PAPER_MSPACMAN.items()]
     if "relevant_area" in next(iter(results.values())):
@@ -213,8 +598,10 @@ def _write_reports(cfg, ds, out: Path, results, grid_maps, x4, a4, agent, vmask)
         "![radar](radar.png)",
         "",
     ]
-    (out / "report.md").write_text("\n".join(lines))
-    (out / "results.json").write_text(json.dumps({"config": asdict(cfg), "results": results}, indent=1))
+    atomic_write_text(out / "report.md", "\n".join(lines))
+    atomic_write_text(
+        out / "results.json", json.dumps({"config": asdict(cfg), "resolved": resolved, "results": results}, indent=1)
+    )
     with open(out / "results.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["method"] + [k for k, _ in cols])
@@ -272,11 +659,12 @@ def _write_reports(cfg, ds, out: Path, results, grid_maps, x4, a4, agent, vmask)
     fig.savefig(out / "counterfactual.png", dpi=90)
     plt.close(fig)
 
+    results = {k: v for k, v in results.items() if k != GROUND_TRUTH}
     keys = [("accuracy", False), ("deletion", True), ("insertion", False), ("lle", True), ("sparseness", False)]
+    keys = [(k, low) for k, low in keys if all(k in r for r in results.values())]  # no LLE when lle_n = 0
     angles = np.linspace(0, 2 * np.pi, len(keys), endpoint=False).tolist()
     fig = plt.figure(figsize=(5, 5))
     ax = fig.add_subplot(polar=True)
-    results = {k: v for k, v in results.items() if k != GROUND_TRUTH}
     for name, r in results.items():
         vals = []
         for k, lower_better in keys:
@@ -286,7 +674,8 @@ def _write_reports(cfg, ds, out: Path, results, grid_maps, x4, a4, agent, vmask)
             vals.append(1 - v if lower_better else v)
         ax.plot(angles + angles[:1], vals + vals[:1], label=name)
     ax.set_xticks(angles)
-    ax.set_xticklabels(["Acc", "1-Del", "Ins", "1-LLE", "Sp"])
+    labels = {"accuracy": "Acc", "deletion": "1-Del", "insertion": "Ins", "lle": "1-LLE", "sparseness": "Sp"}
+    ax.set_xticklabels([labels[k] for k, _ in keys])
     ax.set_yticklabels([])
     ax.legend(fontsize=7, loc="lower right", bbox_to_anchor=(1.3, 0))
     fig.tight_layout()
