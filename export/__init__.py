@@ -1,11 +1,16 @@
 """Low-latency explainer inference: one runtime API over TensorRT, ONNX Runtime and torch.
 
-``load_runtime(explainer, backend="auto")`` returns a :class:`~vmask_live.export.runtime.Runtime`,
-a callable ``raw observation batch -> (B, K, H, W)`` maps with the explainer's contract.
+``load_explainer(spec, backend="auto")`` (also ``vm.load_explainer``) is the one loader that
+picks a backend: it returns a :class:`~vmask_live.export.runtime.Runtime`, a callable
+``raw observation batch -> (B, K, H, W)`` maps with the explainer's contract
+(:class:`~vmask_live.types.SaliencyExplainer`), or the plain ``Explainer`` with ``backend="none"``.
+``load_runtime(explainer, backend=...)`` is the same for an explicit runtime, with the artifact
+knobs (static batch size, precision, a named artifact).
 ``auto`` picks TensorRT when CUDA and torch-tensorrt are present, else ONNX Runtime (a default
 dependency: the fast path on a laptop CPU), else eager torch. Artifacts are exported on first use
 and cached under ``$VMASK_LIVE_CACHE`` (default ``~/.cache/vmask-live``), keyed by the SHA-256
-of the weights, so a retrained checkpoint never reuses a stale artifact.
+of the weights, so a retrained checkpoint never reuses a stale artifact
+(:func:`default_artifact_path` names them).
 
 Each backend module (``torch_backend``, ``onnx_backend``, ``tensorrt_backend``) has the same
 ``available()``, ``export(explainer, path, batch_size, precision, device)`` and
@@ -19,7 +24,10 @@ from vmask_live.export.runtime import (
     BackendUnavailable,
     Runtime,
     available_backends,
+    cache_dir,
+    default_artifact_path,
     export_explainer,
+    load_explainer,
     load_runtime,
     resolve_backend,
 )
@@ -29,7 +37,10 @@ __all__ = [
     "BackendUnavailable",
     "Runtime",
     "available_backends",
+    "cache_dir",
+    "default_artifact_path",
     "export_explainer",
+    "load_explainer",
     "load_runtime",
     "resolve_backend",
 ]

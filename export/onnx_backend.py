@@ -6,9 +6,14 @@ import importlib.util
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from vmask_live.explainer import Explainer
+
 
 SUFFIX = ".onnx"
 
@@ -31,7 +36,9 @@ def unavailable_reason(device: str) -> str:
     return "onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)" if device == "cuda" else ""
 
 
-def export(explainer, path: Path, batch_size: int | None = None, precision: str = "fp32", device: str = "cpu") -> None:
+def export(
+    explainer: Explainer, path: Path, batch_size: int | None = None, precision: str = "fp32", device: str = "cpu"
+) -> None:
     """Export with the torch.export-based ONNX exporter; a dynamic batch axis unless ``batch_size``."""
     import logging
     import warnings
@@ -57,7 +64,9 @@ def export(explainer, path: Path, batch_size: int | None = None, precision: str 
         )
 
 
-def load(path: Path, explainer, device: str = "cpu", compile: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+def load(
+    path: Path, explainer: Explainer, device: str = "cpu", compile: bool = False
+) -> Callable[[np.ndarray], np.ndarray]:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()

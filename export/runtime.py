@@ -6,6 +6,10 @@ before handing the file to a backend, because loading runs code from it (a Tenso
 reloaded with ``torch.export.load``, which un-pickles). A cached artifact that fails a check, or
 that a backend cannot load (e.g. truncated bytes), is deleted and rebuilt; an artifact the caller
 names (``artifact=``, written by ``vmask-live export --out``) is refused instead, with the fix.
+
+:func:`load_explainer` is the one loader that picks a backend (``vm.load_explainer`` is it);
+:class:`Runtime` reuses the core's :class:`~vmask_live.explainer.ExplainerBase`, so it has the
+same ``__call__`` / ``attribute`` as the plain ``Explainer``.
 """
 
 from __future__ import annotations
@@ -15,15 +19,19 @@ import importlib
 import json
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
 
 from vmask_live.checkpoint import atomic_write_text
 from vmask_live.errors import BackendUnavailable, CheckpointError, ConfigError, UnsafeFileError
-from vmask_live.explainer import Explainer
+from vmask_live.explainer import Explainer, ExplainerBase
+from vmask_live.observations import ObsFormat
+from vmask_live.overlay import Reference
+from vmask_live.types import ExplainerSpec, ModelBatch, SaliencyExplainer, missing_members
 
 __all__ = [
     "BACKENDS",
@@ -33,6 +41,8 @@ __all__ = [
     "resolve_backend",
     "export_explainer",
     "load_runtime",
+    "load_explainer",
+    "default_artifact_path",
     "cache_dir",
 ]
 
@@ -51,7 +61,7 @@ _INSTALL = {
 }
 
 
-def _module(backend: str):
+def _module(backend: str) -> ModuleType:
     return importlib.import_module(f"vmask_live.export.{_MODULES[backend]}")
 
 
@@ -93,9 +103,30 @@ def cache_dir() -> Path:
     return Path(os.environ.get("VMASK_LIVE_CACHE", Path.home() / ".cache" / "vmask-live"))
 
 
-def _artifact_name(exp: Explainer, backend: str, batch_size: int | None, precision: str) -> str:
-    batch = "dyn" if batch_size is None else f"b{batch_size}"
-    return f"{exp.weights_hash()[:16]}-{backend}-{batch}-{precision}{_module(backend).SUFFIX}"
+def default_artifact_path(
+    exp: Explainer,
+    backend: str,
+    batch_size: int | None = None,
+    precision: str = "fp32",
+    *,
+    beside_checkpoint: bool = False,
+) -> Path:
+    """Where the artifact of ``exp`` for ``backend`` goes when the caller names none.
+
+    The cache entry ``cache_dir()/<weights hash>-<backend>-<dyn|bN>-<precision><suffix>`` (keyed
+    by the weights, so a retrained checkpoint never reuses a stale artifact), or with
+    ``beside_checkpoint`` (``vmask-live export``) ``<checkpoint stem>.<backend>-<dyn|bN>-<precision><suffix>``
+    next to the checkpoint it was loaded from (the cache when it was not loaded from a file).
+
+    Raises:
+        ConfigError: ``backend`` is not one of :data:`BACKENDS` (resolve ``auto`` first).
+    """
+    if backend not in BACKENDS:
+        raise ConfigError(f"Expected a concrete backend in {BACKENDS}, got {backend!r}; resolve 'auto' first")
+    tag = f"{backend}-{'dyn' if batch_size is None else f'b{batch_size}'}-{precision}{_module(backend).SUFFIX}"
+    if beside_checkpoint and exp.path is not None:
+        return exp.path.with_name(f"{exp.path.stem}.{tag}")
+    return cache_dir() / f"{exp.weights_hash()[:16]}-{tag}"
 
 
 def export_explainer(
@@ -119,7 +150,7 @@ def export_explainer(
         raise ConfigError(f"Backend {backend!r} has nothing to export; it runs the checkpoint directly")
     if precision not in ("fp32", "fp16"):
         raise ConfigError(f"Expected precision 'fp32' or 'fp16', got {precision!r}")
-    path = Path(out) if out is not None else cache_dir() / _artifact_name(exp, backend, batch_size, precision)
+    path = Path(out) if out is not None else default_artifact_path(exp, backend, batch_size, precision)
     path.parent.mkdir(parents=True, exist_ok=True)
     # A per-process temporary name: two processes filling the same cache entry never share a file.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{mod.SUFFIX}")
@@ -144,11 +175,11 @@ def export_explainer(
     return path
 
 
-class Runtime:
-    """An explainer ready for inference on one backend.
+class Runtime(ExplainerBase):
+    """An explainer ready for inference on one backend (a :class:`~vmask_live.types.SaliencyExplainer`).
 
     Call it on raw observation batches ``(B, *obs_shape)`` (numpy, as envs give them); returns
-    ``(B, K, H, W)`` float32 maps in [0, 1]. ``maps(x)`` takes model-space tensors instead.
+    ``(B, K, H, W)`` float32 maps in [0, 1]. ``maps_numpy(x)`` takes model-space arrays instead.
     Attributes mirror :class:`~vmask_live.explainer.Explainer` (``n_actions``, ``obs_format``,
     ``action_names``, ``reference``, ``explainer``) plus ``backend`` and ``device``.
     """
@@ -169,10 +200,21 @@ class Runtime:
         self.artifact = artifact
         self.batch_size = batch_size
 
-    n_actions = property(lambda self: self.explainer.n_actions)
-    obs_format = property(lambda self: self.explainer.obs_format)
-    action_names = property(lambda self: self.explainer.action_names)
-    reference = property(lambda self: self.explainer.reference)
+    @property
+    def n_actions(self) -> int:
+        return self.explainer.n_actions
+
+    @property
+    def obs_format(self) -> ObsFormat:  # type: ignore[override]  # read-only: always the checkpoint's
+        return self.explainer.obs_format
+
+    @property
+    def action_names(self) -> Sequence[str]:
+        return self.explainer.action_names
+
+    @property
+    def reference(self) -> Reference:
+        return self.explainer.reference
 
     def maps_numpy(self, x: np.ndarray) -> np.ndarray:
         """Model-space float32 ``(B, C, H, W)`` -> maps, respecting a static engine batch size."""
@@ -187,15 +229,9 @@ class Runtime:
             outs.append(self._fn(chunk)[:n])
         return np.concatenate(outs)
 
-    def __call__(self, obs: np.ndarray) -> np.ndarray:
-        self.obs_format.check(obs, batched=True)
-        x = self.obs_format.to_model(obs).numpy()
-        return self.maps_numpy(np.ascontiguousarray(x, dtype=np.float32))
-
-    def attribute(self, x: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Saliency-method interface on model-space tensors -> ``(B, H, W)``."""
-        m = torch.from_numpy(self.maps_numpy(x.detach().cpu().float().numpy()))
-        return m[torch.arange(m.shape[0]), actions.cpu()].to(x.device)
+    def infer(self, x: ModelBatch) -> torch.Tensor:
+        """Model-space tensor -> maps (on the CPU: the backends take and give numpy arrays)."""
+        return torch.from_numpy(self.maps_numpy(np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)))
 
     def __repr__(self) -> str:
         return f"Runtime(backend={self.backend!r}, device={self.device!r}, K={self.n_actions})"
@@ -250,7 +286,7 @@ def _discard(path: Path) -> None:
 
 
 def load_runtime(
-    spec: str | os.PathLike | Explainer,
+    spec: str | os.PathLike[str] | Explainer,
     backend: str = "auto",
     device: str = "auto",
     *,
@@ -275,12 +311,7 @@ def load_runtime(
         CheckpointError: ``artifact`` was exported from other weights or for another backend.
         BackendUnavailable: the backend cannot run here.
     """
-    if isinstance(spec, Explainer):
-        exp = spec
-    else:
-        from vmask_live.explainer import load_explainer
-
-        exp = load_explainer(spec, backend="none")
+    exp = spec if isinstance(spec, Explainer) else Explainer.load(spec)
     backend, device = resolve_backend(backend, device)
     mod = _module(backend)
     if backend == "tensorrt" and batch_size is None:
@@ -288,7 +319,7 @@ def load_runtime(
     art: Path | None = None
     reused = False
     if mod.SUFFIX:
-        art = Path(artifact) if artifact else cache_dir() / _artifact_name(exp, backend, batch_size, precision)
+        art = Path(artifact) if artifact else default_artifact_path(exp, backend, batch_size, precision)
         reused = art.exists()
         if reused:
             problem = _artifact_problem(art, exp, backend)
@@ -328,3 +359,42 @@ def load_runtime(
         export_explainer(exp, backend, art, batch_size=batch_size, precision=precision, device=device)
         fn = mod.load(art, exp, device=device, compile=(backend == "torch-compile"))
     return Runtime(exp, fn, backend, device, art, batch_size if backend == "tensorrt" else None)
+
+
+def load_explainer(spec: ExplainerSpec, *, backend: str = "auto", device: str = "auto") -> SaliencyExplainer:
+    """Load an explainer for inference: the one loader that picks a backend (``vm.load_explainer``).
+
+    Args:
+        spec: ``"default:NAME"`` (bundled), a checkpoint path, an :class:`Explainer` (compiled for
+            ``backend``), or any other :class:`~vmask_live.types.SaliencyExplainer`, e.g. a
+            :class:`Runtime` (returned as it is).
+        backend: ``"auto"`` (TensorRT on CUDA when installed, else ONNX Runtime, else torch),
+            ``"torch"``, ``"torch-compile"``, ``"onnx"``, ``"tensorrt"``, or ``"none"`` for the
+            plain :class:`Explainer` (trainable, no runtime wrapper).
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+
+    Returns:
+        A :class:`~vmask_live.types.SaliencyExplainer`: a :class:`Runtime`, or the plain
+        :class:`Explainer` with ``backend="none"``.
+
+    Raises:
+        FileNotFoundError: no such checkpoint, or no bundled explainer for NAME.
+        CheckpointError: not an explainer checkpoint, or corrupt.
+        ConfigError, BackendUnavailable: an unknown backend, or one that cannot run here.
+
+    Example:
+        >>> import vmask_live as vm
+        >>> vm.load_explainer("default:Beacon", backend="torch", device="cpu")
+        Runtime(backend='torch', device='cpu', K=5)
+    """
+    if isinstance(spec, (str, os.PathLike)):
+        spec = Explainer.load(spec)
+    if not isinstance(spec, SaliencyExplainer):
+        raise ConfigError(
+            f"Expected an explainer: a checkpoint path, 'default:NAME', an Explainer or a Runtime, got "
+            f"{type(spec).__name__}, which lacks {', '.join(missing_members(spec))} of the SaliencyExplainer "
+            "protocol (vmask_live.types); load one with vm.load_explainer(path)"
+        )
+    if not isinstance(spec, Explainer) or backend == "none":
+        return spec  # the plain explainer, or one already ready for inference (a Runtime, a user's own)
+    return load_runtime(spec, backend=backend, device=device)

@@ -10,9 +10,14 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from vmask_live.explainer import Explainer
+
 
 SUFFIX = ".ep"
 
@@ -27,7 +32,9 @@ def unavailable_reason(device: str) -> str:
     return "torch-tensorrt is not installed"
 
 
-def export(explainer, path: Path, batch_size: int | None = 1, precision: str = "fp32", device: str = "cuda") -> None:
+def export(
+    explainer: Explainer, path: Path, batch_size: int | None = 1, precision: str = "fp32", device: str = "cuda"
+) -> None:
     import torch_tensorrt
 
     net = explainer.net.to("cuda").eval()
@@ -38,7 +45,9 @@ def export(explainer, path: Path, batch_size: int | None = 1, precision: str = "
     torch_tensorrt.save(trt, str(path), output_format="exported_program", inputs=[example])
 
 
-def load(path: Path, explainer, device: str = "cuda", compile: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+def load(
+    path: Path, explainer: Explainer, device: str = "cuda", compile: bool = False
+) -> Callable[[np.ndarray], np.ndarray]:
     import torch_tensorrt  # noqa: F401 - registers the TensorRT runtime ops needed to load the program
 
     module = torch.export.load(str(path)).module()

@@ -116,6 +116,7 @@ def test_train_agent_bc_cli(tmp_path):
     run("train-agent", "--env", "Beacon", "--algo", "bc", "--out", str(tmp_path / "a.safetensors"))
 
 
+@pytest.mark.slow  # MsPacman PPO + a full-game evaluation: ~20 s here, game length set by the agent
 def test_train_agent_ppo_tiny_run_exports_and_evaluates(tmp_path):
     out = tmp_path / "ppo"
     run(

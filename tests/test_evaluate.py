@@ -54,12 +54,12 @@ def _results(tmp_path) -> dict:
 
 
 def test_bad_settings_reported_together_before_any_work(tmp_path):
-    cfg = _cfg(tmp_path, data="d", agent="default:Beacon", n=0, lle_n=-1, rise_masks=0, lime_samples=0)
+    cfg = _cfg(tmp_path, data="d", agent="default:Beacon", n=0, lle_n=-1, rise_masks=0, lime_samples=0, ig_steps=0)
     cfg.methods = "visionmask,bogus"
     with pytest.raises(
         ConfigError,
         match=r"(?s)`n` to be an integer >= 1 \(test states\), got 0.*`lle_n`.*>= 0 .*, got -1.*"
-        r"`rise_masks`.*>= 1 .*, got 0.*`lime_samples`.*>= 1 .*, got 0.*"
+        r"`rise_masks`.*>= 1 .*, got 0.*`lime_samples`.*>= 1 .*, got 0.*`ig_steps`.*>= 1 .*, got 0.*"
         r"Unknown methods \['bogus'\]; known methods: visionmask, explainer, greydanus",
     ):
         evaluate(cfg, progress=False)
@@ -178,6 +178,8 @@ def test_evaluate_straight_from_env_with_bundled_models(tmp_path):
     cfg = _cfg(tmp_path, env="beacon", n=4, lle_n=0)
     report = evaluate(cfg, progress=False).read_text()
     assert "| visionmask |" in report and "| gradient |" in report and "| ground truth (ceiling) |" in report
+    # the registry's display names and cost notes explain the rows
+    assert "- `gradient`: Vanilla gradient; 1 agent forward + backward pass per frame" in report
     assert "states `default:beacon` visited playing Beacon" in report and "LLE not computed" in report
     saved = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert saved["resolved"]["explainer"] == "default:beacon"

@@ -98,14 +98,66 @@ def test_training_resumes_from_last_checkpoint(beacon_agent, beacon_data, tmp_pa
     assert [h["epoch"] for h in second.history] == [1, 2]
 
 
-def test_input_noise_changes_what_the_explainer_sees_not_the_masked_state(beacon_agent, beacon_data, tmp_path):
-    from vmask_live.train import train
+def _record_calls(module: torch.nn.Module, calls: list) -> None:
+    """Record ``(input, output)`` of every forward call of ``module``."""
+    module.register_forward_hook(lambda _m, args, out: calls.append((args[0].detach().clone(), out.detach().clone())))
 
-    def run(noise, out):
-        cfg = _tiny_train_config(beacon_data, out, steps_per_epoch=3, input_noise=noise)
-        return train(cfg, agent=beacon_agent[0], progress=False)
 
-    clean, noisy = run(0.0, tmp_path / "clean"), run(0.05, tmp_path / "noisy")
-    assert noisy.explainer.meta["train_config"]["input_noise"] == 0.05
-    w_clean, w_noisy = clean.explainer.tensors(), noisy.explainer.tensors()
-    assert any(not torch.equal(w_clean[k], w_noisy[k]) for k in w_clean)
+@pytest.mark.parametrize("noise", [0.0, 0.05])
+def test_input_noise_changes_what_the_explainer_sees_not_the_masked_state(noise):
+    """The agent must be queried on ``overlay(clean s, M(noisy s), r(clean s))``, never on noisy states."""
+    from vmask_live.loss import LossConfig
+    from vmask_live.overlay import Reference, overlay
+    from vmask_live.testing import tiny_agent, tiny_explainer
+    from vmask_live.train import train_step
+
+    agent, net = tiny_agent(), tiny_explainer().net.train()
+    ref = Reference.from_data("blur", height=84)  # depends on the state, so r(noisy s) != r(s) too
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand((4, 1, 84, 84), generator=gen)
+    a = torch.tensor([0, 1, 2, 4])
+    agent_calls, net_calls = [], []
+    _record_calls(agent, agent_calls)
+    _record_calls(net, net_calls)
+    before = [p.detach().clone() for p in net.parameters()]
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-2)
+
+    torch.manual_seed(0)
+    terms = train_step(net, agent, x, a, ref, LossConfig(), opt, input_noise=noise)
+
+    assert len(net_calls) == 1 and len(agent_calls) == 1  # one agent call of B·2K states
+    x_in, masks = net_calls[0]
+    if noise:
+        assert not torch.equal(x_in, x) and (x_in - x).abs().max() <= noise + 1e-6
+        assert x_in.min() >= 0 and x_in.max() <= 1
+    else:
+        assert torch.equal(x_in, x)
+    r = ref(x)
+    expected = torch.cat([overlay(x, masks, r), overlay(x, 1 - masks, r)], dim=1).flatten(0, 1)
+    seen = agent_calls[0][0]
+    assert seen.shape == (4 * 2 * 5, 1, 84, 84)
+    torch.testing.assert_close(seen, expected, rtol=0, atol=1e-6)
+    if noise:  # the check above tells the two apart: noise on the masked state would fail it
+        leaked = torch.cat([overlay(x_in, masks, ref(x_in)), overlay(x_in, 1 - masks, ref(x_in))], 1).flatten(0, 1)
+        assert (seen - leaked).abs().max() > 1e-2
+    assert np.isfinite(terms["loss/total"])
+    assert any(not torch.equal(b, p) for b, p in zip(before, net.parameters(), strict=True))  # the step was taken
+
+
+def test_train_passes_input_noise_to_every_step_and_records_it(beacon_agent, beacon_data, tmp_path, monkeypatch):
+    import inspect
+
+    import vmask_live.train as train_mod
+
+    noises = []
+    real_step = train_mod.train_step
+
+    def spy(*args, **kwargs):
+        noises.append(inspect.signature(real_step).bind(*args, **kwargs).arguments.get("input_noise", 0.0))
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "train_step", spy)
+    cfg = _tiny_train_config(beacon_data, tmp_path, steps_per_epoch=2, input_noise=0.05)
+    res = train_mod.train(cfg, agent=beacon_agent[0], progress=False)
+    assert noises == [0.05, 0.05]
+    assert res.explainer.meta["train_config"]["input_noise"] == 0.05

@@ -5,13 +5,16 @@ into few agent calls; ``perturbations_per_eval`` bounds how many states go into 
 Hand-written: Greydanus, SARFA, RISE (short, and in no well-kept library). Through captum:
 LIME (with a superpixel feature mask), vanilla gradient, Grad-CAM, Integrated Gradients.
 VisionMask and the Explainer of Stalder et al. are trained explainers (:class:`ExplainerMethod`).
+
+Which methods exist, what each needs and costs, and how to build one by name is
+:mod:`vmask_live.methods` (the registry); this module only implements them.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +23,7 @@ from torch import nn
 from vmask_live.overlay import Reference, gaussian_blur, overlay
 
 __all__ = [
+    "SaliencyMethod",
     "Greydanus",
     "SARFA",
     "RISE",
@@ -28,12 +32,20 @@ __all__ = [
     "GradCAM",
     "IntegratedGradients",
     "ExplainerMethod",
-    "METHODS",
-    "build_method",
 ]
 
 
-def _chunks(n: int, size: int):
+class SaliencyMethod(Protocol):
+    """What every saliency method is: ``attribute(x, actions) -> (B, H, W)`` maps.
+
+    ``x`` are model-space states ``(B, C, H, W)`` in [0, 1], ``actions`` the ``(B,)`` actions to
+    explain. Trained explainers (VisionMask's runtime) have the same method.
+    """
+
+    def attribute(self, x: torch.Tensor, actions: torch.Tensor) -> torch.Tensor: ...
+
+
+def _chunks(n: int, size: int) -> Iterator[slice]:
     for i in range(0, n, size):
         yield slice(i, min(i + size, n))
 
@@ -53,7 +65,7 @@ class _Perturbation:
         self.blur_sigma = blur_sigma
         self.perturbations_per_eval = perturbations_per_eval
 
-    def _masks(self, h: int, w: int, device) -> tuple[torch.Tensor, int, int]:
+    def _masks(self, h: int, w: int, device: torch.device) -> tuple[torch.Tensor, int, int]:
         ys = torch.arange(0, h, self.stride, device=device, dtype=torch.float32)
         xs = torch.arange(0, w, self.stride, device=device, dtype=torch.float32)
         yy = torch.arange(h, device=device, dtype=torch.float32)
@@ -72,19 +84,21 @@ class _Perturbation:
         B, C, H, W = x.shape
         masks, ny, nx = self._masks(H, W, x.device)
         size = int(4 * self.blur_sigma) | 1
-        blurred = gaussian_blur(x, size, self.blur_sigma)
         out = []
         with torch.inference_mode():
-            z0 = self.agent(x)
             for b in range(B):
+                s = x[b : b + 1]
+                blurred = gaussian_blur(s, size, self.blur_sigma)
+                # State 0 is s itself, so z(s) rides in the first agent call: each state's map
+                # comes from the same calls whether it is explained alone or in a batch.
                 zs = []
-                for sl in _chunks(masks.shape[0], self.perturbations_per_eval):
-                    m = masks[sl]
+                for sl in _chunks(1 + masks.shape[0], self.perturbations_per_eval):
+                    m = masks[max(sl.start - 1, 0) : sl.stop - 1]
                     # keep the state where the mask is 0, the blurred copy where it is 1
-                    states = overlay(x[b : b + 1].expand(m.shape[0], -1, -1, -1), 1 - m, blurred[b : b + 1])
-                    zs.append(self.agent(states))
+                    states = overlay(s.expand(m.shape[0], -1, -1, -1), 1 - m, blurred)
+                    zs.append(self.agent(torch.cat([s, states]) if sl.start == 0 else states))
                 z = torch.cat(zs)
-                out.append(score(z0[b], z, actions[b]).view(ny, nx))
+                out.append(score(z[0], z[1:], actions[b]).view(ny, nx))
         grid = torch.stack(out)[:, None]
         return F.interpolate(grid, size=(H, W), mode="bilinear", align_corners=False)[:, 0]
 
@@ -101,7 +115,7 @@ class SARFA(_Perturbation):
     renormalised non-target distributions (specificity × relevance, harmonic mean)."""
 
     def attribute(self, x: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        def score(z0, z, a):
+        def score(z0: torch.Tensor, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
             p0, p = torch.softmax(z0, -1), torch.softmax(z, -1)
             dp = (p0[a] - p[:, a]).clamp_min(0)
             keep = torch.ones_like(p0, dtype=torch.bool)
@@ -138,7 +152,7 @@ class RISE:
         self.perturbations_per_eval = perturbations_per_eval
         self._masks: torch.Tensor | None = None
 
-    def masks(self, h: int, w: int, device) -> torch.Tensor:
+    def masks(self, h: int, w: int, device: torch.device) -> torch.Tensor:
         if self._masks is None or self._masks.shape[-2:] != (h, w):
             g = torch.Generator().manual_seed(self.seed)
             grid = (torch.rand(self.n_masks, 1, self.cells, self.cells, generator=g) < self.p).float()
@@ -167,7 +181,7 @@ class RISE:
         return out / (self.n_masks * self.p)
 
 
-def _superpixels(h: int, w: int, size: int, device) -> torch.Tensor:
+def _superpixels(h: int, w: int, size: int, device: torch.device) -> torch.Tensor:
     """A grid of ``size``-pixel superpixels as a captum feature mask ``(1, 1, H, W)``."""
     ys = torch.arange(h, device=device) // size
     xs = torch.arange(w, device=device) // size
@@ -176,7 +190,12 @@ def _superpixels(h: int, w: int, size: int, device) -> torch.Tensor:
 
 class LIME:
     """Ribeiro et al. 2016 through captum's ``Lime``: superpixels switched between the state and
-    the reference, a weighted linear fit (n_samples agent passes per state)."""
+    the reference, a weighted linear fit (``n_samples`` agent passes per state).
+
+    Every state is explained with the same seeded draw of on/off samples (as RISE uses the same
+    masks for every state), so a map depends neither on the other states of the batch nor on
+    torch's global random state, and reruns give the same maps.
+    """
 
     def __init__(
         self,
@@ -185,12 +204,14 @@ class LIME:
         n_samples: int = 300,
         superpixel: int = 6,
         perturbations_per_eval: int = 100,
+        seed: int = 0,
     ) -> None:
         from vmask_live._optional import require
 
         require("captum", "baselines")
         self.agent, self.reference = agent, reference
         self.n_samples, self.superpixel, self.ppe = n_samples, superpixel, perturbations_per_eval
+        self.seed = seed
 
     def attribute(self, x: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         from captum.attr import Lime
@@ -201,14 +222,17 @@ class LIME:
         r = self.reference(x).expand_as(x)
         out = []
         for b in range(B):
-            attr = lime.attribute(
-                x[b : b + 1],
-                target=int(actions[b]),
-                baselines=r[b : b + 1],
-                feature_mask=fmask,
-                n_samples=self.n_samples,
-                perturbations_per_eval=self.ppe,
-            )
+            # captum draws its samples on the CPU from torch's global generator: seed a private copy
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed)
+                attr = lime.attribute(
+                    x[b : b + 1],
+                    target=int(actions[b]),
+                    baselines=r[b : b + 1],
+                    feature_mask=fmask,
+                    n_samples=self.n_samples,
+                    perturbations_per_eval=self.ppe,
+                )
             out.append(attr[0, 0])  # the same weight on every channel of a superpixel
         return torch.stack(out)
 
@@ -260,48 +284,8 @@ class GradCAM(_Captum):
 class ExplainerMethod:
     """A trained explainer (VisionMask, or Stalder et al.'s Explainer): one forward pass."""
 
-    def __init__(self, explainer: Any) -> None:
+    def __init__(self, explainer: SaliencyMethod) -> None:
         self.explainer = explainer
 
     def attribute(self, x: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return self.explainer.attribute(x, actions)
-
-
-METHODS = (
-    "visionmask",
-    "explainer",
-    "greydanus",
-    "sarfa",
-    "rise",
-    "lime",
-    "gradient",
-    "gradcam",
-    "integrated_gradients",
-)
-
-
-def build_method(
-    name: str,
-    agent: nn.Module,
-    reference: Reference,
-    explainer: Any = None,
-    rise_masks: int = 2000,
-    lime_samples: int = 300,
-) -> Any:
-    """Construct a method by name (``explainer`` is needed for visionmask / explainer)."""
-    if name in ("visionmask", "explainer"):
-        if explainer is None:
-            raise ValueError(f"Method {name!r} needs a trained explainer checkpoint")
-        return ExplainerMethod(explainer)
-    table = {
-        "greydanus": lambda: Greydanus(agent),
-        "sarfa": lambda: SARFA(agent),
-        "rise": lambda: RISE(agent, reference, n_masks=rise_masks),
-        "lime": lambda: LIME(agent, reference, n_samples=lime_samples),
-        "gradient": lambda: VanillaGradient(agent),
-        "gradcam": lambda: GradCAM(agent),
-        "integrated_gradients": lambda: IntegratedGradients(agent),
-    }
-    if name not in table:
-        raise ValueError(f"Unknown method {name!r}; expected one of {', '.join(METHODS)}")
-    return table[name]()

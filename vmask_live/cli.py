@@ -291,8 +291,11 @@ def evaluate(
 
     Each method's result is cached in OUT/methods and reused only when the states, agent, explainer and settings all match.
     """
+    from functools import partial
+
     from vmask_live.evaluate import EvaluateConfig
     from vmask_live.evaluate import evaluate as run
+    from vmask_live.export import load_explainer
 
     with _job():
         report = run(
@@ -311,7 +314,8 @@ def evaluate(
                 lle_n=lle_n,
                 play_steps=play_steps,
                 allow_mismatch=allow_mismatch,
-            )
+            ),
+            compile_explainer=partial(load_explainer, backend="auto"),
         )
     console.print(f"report: {report}")
 
@@ -431,21 +435,19 @@ def export(
 ) -> None:
     """Compile an explainer for low-latency inference (ONNX Runtime or TensorRT)."""
     from vmask_live.agents import load_agent
-    from vmask_live.explainer import load_explainer
-    from vmask_live.export import export_explainer
+    from vmask_live.explainer import Explainer
+    from vmask_live.export import default_artifact_path, export_explainer, resolve_backend
     from vmask_live.pairing import check_pairing
 
     with _job():
-        exp = load_explainer(explainer, backend="none")
+        exp = Explainer.load(explainer)
         if agent is not None:
             check_pairing(exp, load_agent(agent), allow_mismatch=allow_mismatch)
+        backend, device = resolve_backend(backend, device)  # "auto" -> a concrete backend before naming the file
         if batch is None and backend == "tensorrt":
             batch = 1
-        if out is None and exp.path is not None:
-            suffix = {"onnx": ".onnx", "tensorrt": ".ep"}.get(backend, "")
-            out = exp.path.with_name(
-                f"{exp.path.stem}.{backend}-{'dyn' if batch is None else f'b{batch}'}-{precision}{suffix}"
-            )
+        if out is None:
+            out = default_artifact_path(exp, backend, batch, precision, beside_checkpoint=True)
         path = export_explainer(exp, backend, out, batch_size=batch, precision=precision, device=device)
     console.print(f"wrote {path} (+ {path.name}.json)")
 

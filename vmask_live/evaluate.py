@@ -23,6 +23,7 @@ import logging
 import numbers
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,12 +31,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from vmask_live.baselines import METHODS, build_method
 from vmask_live.checkpoint import atomic_write_text, tensors_sha256
-from vmask_live.errors import ConfigError, DatasetError, MissingExtraError, ObservationError, PairingError
+from vmask_live.errors import ConfigError, DatasetError, ObservationError, PairingError
+from vmask_live.methods import METHODS, CountingAgent, MethodSpec, build_method, check_requirements
 from vmask_live.metrics import evaluate_maps, normalise
 
-__all__ = ["EvaluateConfig", "evaluate", "CountingAgent", "PAPER_MSPACMAN", "EXTRAS"]
+__all__ = ["EvaluateConfig", "evaluate", "PAPER_MSPACMAN"]
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +54,11 @@ PAPER_MSPACMAN = {
 #: Name of the row that scores the env's relevant-pixel mask itself (envs that provide one).
 GROUND_TRUTH = "ground truth (ceiling)"
 
-#: Optional modules each method imports: ``(module, pip distribution, extra)``.
-EXTRAS: dict[str, tuple[tuple[str, str, str], ...]] = {
-    "lime": (("captum", "captum", "baselines"), ("sklearn", "scikit-learn", "baselines")),
-    "gradient": (("captum", "captum", "baselines"),),
-    "gradcam": (("captum", "captum", "baselines"),),
-    "integrated_gradients": (("captum", "captum", "baselines"),),
+#: How to get the checkpoint a trained method runs (the ``MethodSpec.checkpoint`` options).
+CHECKPOINT_HINTS = {
+    "explainer": "a checkpoint from `vmask-live train`",
+    "stalder": "a checkpoint trained with `vmask-live train --loss-kind explainer`",
 }
-
-#: Settings that change one method's maps (part of its cache key).
-METHOD_SETTINGS = {"rise": ("rise_masks",), "lime": ("lime_samples",)}
 
 #: Env mode plays on ``seed + PLAY_SEED_OFFSET``: away from the seeds ``collect`` uses by default,
 #: so the states are not those a bundled or freshly trained explainer was trained on.
@@ -93,7 +89,8 @@ class EvaluateConfig:
     stalder: str | None = None
     """Checkpoint trained with ``--loss-kind explainer`` for the Explainer row (optional)."""
     methods: str = "all"
-    """Comma-separated names from METHODS, or ``all`` (the trained ones need their checkpoints)."""
+    """Comma-separated names from :data:`vmask_live.methods.METHODS`, or ``all`` (every method
+    whose checkpoint is given: ``explainer`` only with ``stalder``)."""
     n: int = 500
     """Test states (a seeded sample of the test split, or of the played states)."""
     lle_n: int = 50
@@ -103,7 +100,11 @@ class EvaluateConfig:
     lle_neighbours: int = 10
     insertion_steps: int = 50
     rise_masks: int = 2000
+    """RISE masks per state (agent passes per frame)."""
     lime_samples: int = 300
+    """LIME samples per state (agent passes per frame)."""
+    ig_steps: int = 32
+    """Integrated Gradients steps per state (agent forward + backward passes per frame)."""
     play_steps: int | None = None
     """With ``env``: states to play before sampling ``n`` of them (default ``max(10·n, 2000)``)."""
     allow_mismatch: bool = False
@@ -112,22 +113,15 @@ class EvaluateConfig:
     seed: int = 0
 
 
-class CountingAgent(torch.nn.Module):
-    """Wraps an agent and counts the states it is asked about (``states``): agent passes."""
-
-    def __init__(self, agent: torch.nn.Module) -> None:
-        super().__init__()
-        self.agent, self.states = agent, 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.states += x.shape[0]
-        return self.agent(x)
+def _checkpoint_given(cfg: EvaluateConfig, spec: MethodSpec) -> bool:
+    """Whether the trained explainer ``spec`` runs is available (``explainer`` always resolves)."""
+    return spec.checkpoint in (None, "explainer") or bool(getattr(cfg, str(spec.checkpoint)))
 
 
 def _method_names(cfg: EvaluateConfig) -> tuple[list[str], list[str]]:
     """The selected method names and the unknown ones."""
     if cfg.methods.strip() == "all":
-        return [m for m in METHODS if m != "explainer" or cfg.stalder], []
+        return [name for name, spec in METHODS.items() if _checkpoint_given(cfg, spec)], []
     names = list(dict.fromkeys(m.strip() for m in cfg.methods.split(",") if m.strip()))
     return [m for m in names if m in METHODS], [m for m in names if m not in METHODS]
 
@@ -172,6 +166,7 @@ def _validate(cfg: EvaluateConfig, agent_given: bool) -> list[str]:
         ("insertion_steps", 1, "insertion/deletion steps"),
         ("rise_masks", 1, "RISE masks"),
         ("lime_samples", 1, "LIME samples"),
+        ("ig_steps", 1, "Integrated Gradients steps"),
     ):
         value = getattr(cfg, name)
         if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
@@ -185,11 +180,13 @@ def _validate(cfg: EvaluateConfig, agent_given: bool) -> list[str]:
         problems.append(f"Unknown methods {unknown}; known methods: {', '.join(METHODS)} (or 'all')")
     elif not names:
         problems.append(f"Expected at least one method, got methods={cfg.methods!r}; known: {', '.join(METHODS)}")
-    if "explainer" in names and not cfg.stalder:
-        problems.append(
-            "Method 'explainer' needs `stalder` (--stalder): a checkpoint trained with "
-            "`vmask-live train --loss-kind explainer`"
-        )
+    for name in names:
+        spec = METHODS[name]
+        if not _checkpoint_given(cfg, spec):
+            option = str(spec.checkpoint)
+            problems.append(
+                f"Method {name!r} needs `{option}` (--{option.replace('_', '-')}): {CHECKPOINT_HINTS[option]}"
+            )
     agent_spec = _default_agent(cfg, agent_given)
     if not agent_spec and not agent_given:
         problems.append(f"Expected `agent` (--agent): the agent that collected {cfg.data or 'the dataset'!r}")
@@ -201,28 +198,6 @@ def _validate(cfg: EvaluateConfig, agent_given: bool) -> list[str]:
     if problems:
         raise ConfigError("Invalid evaluate settings:\n" + "\n".join(f"  - {p}" for p in problems))
     return names
-
-
-def _check_extras(names: list[str]) -> None:
-    """Raise one :class:`MissingExtraError` for every missing optional module, before any work."""
-    from vmask_live._optional import require
-
-    missing: dict[tuple[str, str], list[str]] = {}
-    for name in names:
-        for module, dist, extra in EXTRAS.get(name, ()):
-            try:
-                require(module, extra)
-            except MissingExtraError:
-                missing.setdefault((dist, extra), []).append(name)
-    if missing:
-        dists = ", ".join(dict.fromkeys(d for d, _ in missing))
-        users = list(dict.fromkeys(m for ms in missing.values() for m in ms))
-        extras = ",".join(dict.fromkeys(e for _, e in missing))
-        who = f"Methods {', '.join(users)} need" if len(users) > 1 else f"Method {users[0]} needs"
-        raise MissingExtraError(
-            f"{who} {dists}, which {'is' if len(missing) == 1 else 'are'} not installed; run "
-            f'`pip install "vmask-live[{extras}]"` (or leave {"them" if len(users) > 1 else "it"} out of --methods)'
-        )
 
 
 def _check_fit(exp: Any, spec: str, agent: Any, agent_spec: str, what: str) -> None:
@@ -356,8 +331,9 @@ def _reference_id(reference: Any) -> str:
 
 
 def _cache_key(cfg: EvaluateConfig, name: str, common: dict[str, Any], stalder_hash: str | None) -> dict[str, Any]:
-    key = {"method": name, **common, "settings": {k: getattr(cfg, k) for k in METHOD_SETTINGS.get(name, ())}}
-    if name == "explainer":
+    spec = METHODS[name]
+    key = {"method": name, **common, "settings": {k: getattr(cfg, k) for k in spec.settings}}
+    if spec.checkpoint == "stalder":  # the VisionMask explainer's hash is in `common`
         key["stalder"] = stalder_hash
     return key
 
@@ -382,7 +358,12 @@ def _load_cached(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def evaluate(cfg: EvaluateConfig, agent: Any = None, progress: bool = True) -> Path:
+def evaluate(
+    cfg: EvaluateConfig,
+    agent: Any = None,
+    progress: bool = True,
+    compile_explainer: Callable[[Any], Any] | None = None,
+) -> Path:
     """Run the comparison; returns the path of ``report.md``.
 
     Everything that can be checked is checked before any work: the settings, the optional
@@ -393,6 +374,11 @@ def evaluate(cfg: EvaluateConfig, agent: Any = None, progress: bool = True) -> P
         cfg: the job's settings.
         agent: an already loaded agent to use instead of ``cfg.agent``.
         progress: show a progress bar.
+        compile_explainer: turns a plain :class:`~vmask_live.explainer.Explainer` into the
+            runtime whose maps and timings are reported (the CLI passes
+            ``vmask_live.load_explainer`` with ``backend="auto"``: ONNX Runtime on a CPU); by
+            default the explainer runs as it is (eager torch). The core never imports the
+            backends itself.
 
     Raises:
         ConfigError: bad settings (all of them in one message).
@@ -406,11 +392,10 @@ def evaluate(cfg: EvaluateConfig, agent: Any = None, progress: bool = True) -> P
     from vmask_live.agents import load_agent
     from vmask_live.dataset import Dataset
     from vmask_live.explainer import load_explainer
-    from vmask_live.export import load_runtime
     from vmask_live.pairing import agent_hash, check_pairing
 
     names = _validate(cfg, agent is not None)
-    _check_extras(names)
+    check_requirements(names)
     agent_spec = _default_agent(cfg, agent is not None)
     explainer_spec = _default_explainer(cfg, agent_spec)
     agent = agent if agent is not None else load_agent(agent_spec)
@@ -421,7 +406,7 @@ def evaluate(cfg: EvaluateConfig, agent: Any = None, progress: bool = True) -> P
     vmask_plain = load_explainer(explainer_spec, backend="none")
     _check_fit(vmask_plain, explainer_spec, agent, agent_label, "Explainer")
     stalder_plain = None
-    if "explainer" in names:
+    if cfg.stalder and any(METHODS[name].checkpoint == "stalder" for name in names):  # _validate: given
         stalder_plain = load_explainer(cfg.stalder, backend="none")
         _check_fit(stalder_plain, str(cfg.stalder), agent, agent_label, "Explainer (--stalder)")
     check_pairing(vmask_plain, agent, allow_mismatch=cfg.allow_mismatch)
@@ -440,8 +425,9 @@ def evaluate(cfg: EvaluateConfig, agent: Any = None, progress: bool = True) -> P
     else:
         x, a, relevant = ds.sample_split("test", cfg.n, cfg.seed)
         source = f"the test split of `{cfg.data}`"
-    vmask = load_runtime(vmask_plain, backend="auto")
-    stalder = load_runtime(stalder_plain, backend="auto") if stalder_plain is not None else None
+    compile_ = compile_explainer or (lambda exp: exp)
+    vmask = compile_(vmask_plain)
+    stalder = compile_(stalder_plain) if stalder_plain is not None else None
     reference = vmask.reference
     n_used = len(a)
     n_lle = min(cfg.lle_n, n_used)
@@ -468,9 +454,11 @@ def evaluate(cfg: EvaluateConfig, agent: Any = None, progress: bool = True) -> P
         task = bar.add_task("methods", total=len(names))
         for name in names:
             path = out / "methods" / f"{name}.json"
-            explainer = vmask if name == "visionmask" else (stalder if name == "explainer" else None)
+            spec = METHODS[name]
+            explainer = {"explainer": vmask, "stalder": stalder}.get(str(spec.checkpoint))
             counting = CountingAgent(agent)
-            method = build_method(name, counting, reference, explainer, cfg.rise_masks, cfg.lime_samples)
+            settings = {k: getattr(cfg, k) for k in spec.settings}
+            method = build_method(name, counting, reference, explainer, **settings)
             key = _cache_key(cfg, name, common, stalder_hash)
             cached = _load_cached(path, key)
             if cached is not None:
@@ -534,6 +522,11 @@ def _header(cfg: EvaluateConfig, source: str, n_used: int, n_lle: int, reference
     )
 
 
+def _label(name: str) -> str:
+    """How figures and the report name a result row: the method's display name."""
+    return METHODS[name].display_name if name in METHODS else name
+
+
 COLUMNS = [
     ("accuracy", "Acc ↑"),
     ("deletion", "Del ↓"),
@@ -576,9 +569,11 @@ def _write_reports(
     ]
     for name, r in results.items():
         lines.append(f"| {name} | " + " | ".join(f"{r[k]:.3g}" if k in r else "–" for k, _ in cols) + " |")
+    lines += ["", "Methods (cost per explained frame):", ""]
+    lines += [f"- `{n}`: {METHODS[n].display_name}; {METHODS[n].cost}" for n in results if n in METHODS]
     if env == "MsPacman":
         lines += ["", "Paper Table 1, MsPacman (their agent, not ours): Acc / Del / Ins / LLE / Sp", ""]
-        lines += [f"- {k}: " + " / ".join(map(str, v)) for k, v in PAPER_MSPACMAN.items()]
+        lines += [f"- {_label(k)}: " + " / ".join(map(str, v)) for k, v in PAPER_MSPACMAN.items()]
     if "relevant_area" in next(iter(results.values())):
         lines += [
             "",
@@ -612,8 +607,8 @@ def _write_reports(
     for name, r in results.items():
         t = np.linspace(0, 1, len(r["insertion_curve"]))
         style = {"color": "k", "linestyle": "--"} if name == GROUND_TRUTH else {}
-        axes[0].plot(t, r["insertion_curve"], label=name, **style)
-        axes[1].plot(t, r["deletion_curve"], label=name, **style)
+        axes[0].plot(t, r["insertion_curve"], label=_label(name), **style)
+        axes[1].plot(t, r["deletion_curve"], label=_label(name), **style)
     for ax, title in zip(axes, ("insertion (higher is better)", "deletion (lower is better)"), strict=True):
         ax.set_title(title)
         ax.set_xlabel("fraction of pixels")
@@ -635,7 +630,7 @@ def _write_reports(
         for j, (name, maps) in enumerate(grid_maps.items()):
             axes[i, j + 1].imshow(blend(rgb, maps[i], 0.7))
             if i == 0:
-                axes[i, j + 1].set_title(name, fontsize=7)
+                axes[i, j + 1].set_title(_label(name), fontsize=7)
     for ax in axes.flat:
         ax.axis("off")
     fig.tight_layout()
@@ -672,7 +667,7 @@ def _write_reports(
             lo, hi = col.min(), col.max()
             v = (r[k] - lo) / (hi - lo) if hi > lo else 1.0
             vals.append(1 - v if lower_better else v)
-        ax.plot(angles + angles[:1], vals + vals[:1], label=name)
+        ax.plot(angles + angles[:1], vals + vals[:1], label=_label(name))
     ax.set_xticks(angles)
     labels = {"accuracy": "Acc", "deletion": "1-Del", "insertion": "Ins", "lle": "1-LLE", "sparseness": "Sp"}
     ax.set_xticklabels([labels[k] for k, _ in keys])

@@ -5,28 +5,67 @@
 ``net.*``, the reference image under ``reference.image``, everything else in JSON metadata
 (architecture + kwargs, K, observation format, action names, reference kind, training config,
 metrics, package version). It never unpickles.
+
+:class:`ExplainerBase` holds what every :class:`~vmask_live.types.SaliencyExplainer` shares
+(``__call__`` and ``attribute``) on top of one primitive, ``infer``; the compiled runtimes in
+:mod:`vmask_live.export` build on it too. This module only loads the plain ``Explainer``:
+choosing an inference backend is :func:`vmask_live.load_explainer` (in ``vmask_live.export``).
 """
 
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from vmask_live.checkpoint import CheckpointError, load_state, read_checkpoint, save_checkpoint, tensors_sha256
+from vmask_live.errors import ConfigError
 from vmask_live.model import build_explainer
 from vmask_live.observations import ObsFormat
 from vmask_live.overlay import Reference
+from vmask_live.types import ActionBatch, AttributionBatch, MapBatch, ModelBatch, ObsBatch
 
-__all__ = ["Explainer", "load_explainer"]
+__all__ = ["ExplainerBase", "Explainer", "checkpoint_path", "load_explainer"]
 
 
-class Explainer:
+class ExplainerBase(ABC):
+    """The inference half of :class:`~vmask_live.types.SaliencyExplainer`, shared by all explainers.
+
+    Subclasses provide ``obs_format`` and :meth:`infer` (model-space batch -> maps); this class
+    turns it into ``__call__`` on raw observations (checked against ``obs_format``) and the
+    saliency-method ``attribute``.
+    """
+
+    obs_format: ObsFormat
+
+    @property
+    def input_device(self) -> torch.device:
+        """Where :meth:`__call__` puts the model-space batch it hands to :meth:`infer`."""
+        return torch.device("cpu")
+
+    @abstractmethod
+    def infer(self, x: ModelBatch) -> torch.Tensor:
+        """Model-space states ``(B, C, H, W)`` -> maps ``(B, K, H, W)``, for inference (no gradients)."""
+
+    @torch.inference_mode()
+    def __call__(self, obs: ObsBatch) -> MapBatch:
+        """Raw observation batch ``(B, *obs_shape)`` -> ``(B, K, H, W)`` float32 in [0, 1]."""
+        self.obs_format.check(obs, batched=True)
+        return self.infer(self.obs_format.to_model(obs, self.input_device)).float().cpu().numpy()
+
+    def attribute(self, x: ModelBatch, actions: ActionBatch) -> AttributionBatch:
+        """Saliency-method interface: model-space states, actions -> ``(B, H, W)`` on ``x``'s device."""
+        with torch.inference_mode():
+            m = self.infer(x)
+        return m[torch.arange(m.shape[0], device=m.device), actions.to(m.device)].to(x.device)
+
+
+class Explainer(ExplainerBase):
     """Explainer network plus everything needed to use it on env observations.
 
     Args:
@@ -70,22 +109,19 @@ class Explainer:
         self.reference.to(device)
         return self
 
+    @property
+    def input_device(self) -> torch.device:
+        return self.device
+
     def maps(self, x: torch.Tensor) -> torch.Tensor:
         """Model-space states -> maps (differentiable when called in training)."""
-        return self.net(x)
+        out: torch.Tensor = self.net(x)
+        return out
 
-    @torch.inference_mode()
-    def __call__(self, obs: np.ndarray) -> np.ndarray:
-        """Raw observation batch ``(B, *obs_shape)`` -> ``(B, K, H, W)`` float32 in [0, 1]."""
-        self.obs_format.check(obs, batched=True)
-        self.net.eval()
-        return self.net(self.obs_format.to_model(obs, self.device)).float().cpu().numpy()
-
-    def attribute(self, x: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Saliency-method interface: model-space states, actions -> ``(B, H, W)``."""
-        with torch.inference_mode():
-            m = self.net.eval()(x)
-        return m[torch.arange(m.shape[0], device=m.device), actions.to(m.device)]
+    def infer(self, x: ModelBatch) -> torch.Tensor:
+        """Model-space states -> maps with the network in eval mode (call under ``torch.inference_mode``)."""
+        out: torch.Tensor = self.net.eval()(x)
+        return out
 
     def tensors(self) -> dict[str, torch.Tensor]:
         t = {f"net.{k}": v for k, v in self.net.state_dict().items()}
@@ -117,7 +153,14 @@ class Explainer:
         return self.path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> Explainer:
+    def load(cls, path: str | os.PathLike[str]) -> Explainer:
+        """Load a checkpoint: a path or ``"default:NAME"`` (the explainer bundled for env NAME).
+
+        Raises:
+            FileNotFoundError: no such file, or no bundled explainer for NAME.
+            CheckpointError: not an explainer checkpoint, corrupt, or weights that do not fit.
+        """
+        path = checkpoint_path(path)
         tensors, meta = read_checkpoint(path, "explainer")
         try:
             net = build_explainer(meta["arch"], **meta["arch_kwargs"])
@@ -144,35 +187,40 @@ class Explainer:
         return exp
 
 
-def load_explainer(spec: str | os.PathLike | Explainer, *, backend: str = "auto", device: str = "auto"):
-    """Load an explainer for inference.
+def checkpoint_path(spec: str | os.PathLike[str]) -> Path:
+    """``"default:NAME"`` -> the bundled explainer's file; a path -> itself, checked to exist."""
+    text = os.fspath(spec)
+    if text.startswith("default:"):
+        from vmask_live.agents import default_path
+
+        return default_path(text.split(":", 1)[1], "explainer")
+    path = Path(text)
+    if not path.exists():
+        raise FileNotFoundError(f"Explainer checkpoint {text!r} does not exist")
+    return path
+
+
+def load_explainer(
+    spec: str | os.PathLike[str] | Explainer, *, backend: str = "auto", device: str = "auto"
+) -> Explainer:
+    """Load the plain (trainable, eager torch) :class:`Explainer`; kept for ``backend="none"`` callers.
+
+    Inference backends live in :mod:`vmask_live.export`, which the core never imports: load a
+    compiled runtime with :func:`vmask_live.load_explainer` (``vmask_live.export.load_explainer``).
 
     Args:
-        spec: ``"default:NAME"`` (bundled), a checkpoint path, or an :class:`Explainer`.
-        backend: ``"auto"`` (TensorRT on CUDA when installed, else ONNX Runtime, else torch),
-            ``"torch"``, ``"onnx"``, ``"tensorrt"``, or ``"none"`` for the plain
-            :class:`Explainer` (trainable, no runtime wrapper).
-        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        spec: ``"default:NAME"`` (bundled), a checkpoint path, or an :class:`Explainer` (returned as is).
+        backend: must be ``"none"``; the signature matches :func:`vmask_live.load_explainer`.
+        device: unused (the plain explainer loads on the CPU; move it with :meth:`Explainer.to`).
 
-    Returns:
-        A callable ``raw obs batch -> (B, K, H, W)`` with ``n_actions``, ``obs_format``,
-        ``action_names``, ``reference`` and ``explainer`` attributes.
+    Raises:
+        ConfigError: ``backend`` is not ``"none"``.
     """
-    if isinstance(spec, Explainer):
-        exp = spec
-    else:
-        text = str(spec)
-        if text.startswith("default:"):
-            from vmask_live.agents import default_path
-
-            path = default_path(text.split(":", 1)[1], "explainer")
-        else:
-            path = Path(text)
-            if not path.exists():
-                raise FileNotFoundError(f"Explainer checkpoint {text!r} does not exist")
-        exp = Explainer.load(path)
-    if backend == "none":
-        return exp
-    from vmask_live.export import load_runtime
-
-    return load_runtime(exp, backend=backend, device=device)
+    if backend != "none":
+        raise ConfigError(
+            f"Expected backend='none' from vmask_live.explainer.load_explainer (the plain torch Explainer), "
+            f"got backend={backend!r}: the core does not choose inference backends. Use "
+            f"vmask_live.load_explainer(spec, backend={backend!r}) (it lives in vmask_live.export), "
+            "or Explainer.load(spec) for the plain explainer"
+        )
+    return spec if isinstance(spec, Explainer) else Explainer.load(spec)

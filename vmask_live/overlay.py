@@ -126,6 +126,13 @@ class Reference:
 
 
 def default_blur(height: int) -> tuple[int, float]:
-    """The paper's blur kernel scaled to an observation height."""
+    """The paper's blur (kernel 39, sigma 15 at 210 px) scaled by ``height / 210``.
+
+    The kernel is the odd size nearest to ``39 * height / 210`` (at least 3): 84 -> 15.6 -> 15.
+
+    Example:
+        >>> default_blur(84)
+        (15, 6.0)
+    """
     scale = height / 210
-    return max(3, int(round(39 * scale)) | 1), round(15 * scale, 3)
+    return max(3, 2 * round((39 * scale - 1) / 2) + 1), round(15 * scale, 3)

@@ -36,7 +36,7 @@ from vmask_live.metrics import evaluate_maps
 from vmask_live.model import ARCHITECTURES, build_explainer
 from vmask_live.overlay import REFERENCE_KINDS, Reference
 
-__all__ = ["TrainConfig", "train", "TrainResult", "RESUMABLE_FIELDS", "LOSS_KINDS"]
+__all__ = ["TrainConfig", "train", "train_step", "TrainResult", "RESUMABLE_FIELDS", "LOSS_KINDS"]
 
 LOSS_KINDS = ("visionmask", "explainer")
 """``LossConfig.kind`` values (see :mod:`vmask_live.loss`)."""
@@ -415,6 +415,33 @@ def _validate(exp, agent, ds, idx, cfg, device) -> dict[str, float]:
     return out
 
 
+def train_step(
+    net: torch.nn.Module,
+    agent: torch.nn.Module,
+    x: torch.Tensor,
+    a: torch.Tensor,
+    reference: Reference,
+    loss_cfg: LossConfig,
+    opt: torch.optim.Optimizer,
+    input_noise: float = 0.0,
+) -> dict[str, float]:
+    """One optimiser step of the explainer on a batch; returns the loss terms.
+
+    With ``input_noise`` ε the explainer sees ``clip(x + U(-ε, ε), 0, 1)``, but its maps are applied
+    to the clean ``x`` with the clean reference: the agent is queried on
+    ``overlay(x, M(noisy x), r(x))``, so the noise asks for maps that are stable under small input
+    changes without changing the states they are judged on.
+    """
+    x_in = x
+    if input_noise:
+        x_in = (x + (torch.rand_like(x) * 2 - 1) * input_noise).clamp(0, 1)
+    loss, terms = visionmask_loss(agent, x, a, net(x_in), reference(x), loss_cfg)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return terms
+
+
 def train(cfg: TrainConfig, agent=None, progress: bool = True) -> TrainResult:
     """Train (or resume) an explainer; returns the best explainer and the curves.
 
@@ -522,13 +549,7 @@ def train(cfg: TrainConfig, agent=None, progress: bool = True) -> TrainResult:
                     batch = ds.get(idx, ("obs", "actions"))
                     x = ds.obs_format.to_model(batch["obs"], device)
                     a = torch.as_tensor(batch["actions"], device=device)
-                    x_in = x
-                    if cfg.input_noise:
-                        x_in = (x + (torch.rand_like(x) * 2 - 1) * cfg.input_noise).clamp(0, 1)
-                    loss, terms = visionmask_loss(agent, x, a, net(x_in), reference(x), cfg.loss)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
+                    terms = train_step(net, agent, x, a, reference, cfg.loss, opt, cfg.input_noise)
                     state["samples"] += len(idx)
                     for k, v in terms.items():
                         sums[k] = sums.get(k, 0.0) + v

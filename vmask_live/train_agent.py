@@ -405,14 +405,12 @@ def export_ppo(zip_path: str | Path, out: str | Path, info: dict | None = None, 
         CheckpointError: the zip is not an SB3 ``CnnPolicy`` the safe loader can rebuild.
     """
     from vmask_live.agents import agent_from_sb3, save_agent
-    from vmask_live.envs import action_names, make_env
+    from vmask_live.envs import action_names
     from vmask_live.sb3_zip import load_sb3_zip
 
     config_path = Path(zip_path).parent / "config.json"
     cfg = json.loads(config_path.read_text()) if config_path.exists() else {}
-    env = make_env(cfg.get("env", "MsPacman"))
-    names = action_names(env)
-    env.close()
+    names = action_names(cfg.get("env", "MsPacman"))
     if trust_pickle:
         from stable_baselines3 import PPO
 

@@ -3,39 +3,39 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from typing import Any, SupportsFloat
+from typing import TYPE_CHECKING, Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.core import ActType, ObsType, RenderFrame
 
 from vmask_live.errors import ConfigError, ObservationError
+from vmask_live.export import load_explainer
 from vmask_live.observations import ObsFormat
 from vmask_live.pairing import check_pairing
 from vmask_live.render import ViewState, compose
+from vmask_live.types import ExplainerSpec, ObsAdapter, SaliencyExplainer
+
+if TYPE_CHECKING:
+    from vmask_live.agents import Agent
 
 __all__ = ["ExplainedEnv", "resolve_explainer", "resolve_agent", "check_compatible"]
 
 
-def resolve_explainer(explainer: Any, backend: str = "auto"):
-    """A checkpoint path / ``default:NAME``, an ``Explainer`` or a runtime -> a callable runtime.
+def resolve_explainer(explainer: ExplainerSpec, backend: str = "auto") -> SaliencyExplainer:
+    """A checkpoint path / ``default:NAME``, an ``Explainer`` or a runtime -> an explainer ready to call.
 
-    A plain ``Explainer`` is compiled for ``backend`` too (``auto``: the fastest here);
-    ``backend="none"`` keeps it as it is (eager torch).
+    The same as :func:`vmask_live.load_explainer`: a plain ``Explainer`` is compiled for
+    ``backend`` too (``auto``: the fastest here); ``backend="none"`` keeps it as it is (eager
+    torch); a runtime, or any other :class:`~vmask_live.types.SaliencyExplainer`, is used as it is.
+
+    Raises:
+        ConfigError: ``explainer`` is none of these (the message names the members it lacks).
     """
-    from vmask_live.explainer import Explainer, load_explainer
-
-    if isinstance(explainer, (str, os.PathLike, Explainer)):
-        return load_explainer(explainer, backend=backend)
-    if not callable(explainer) or not hasattr(explainer, "obs_format"):
-        raise ConfigError(
-            f"Expected an explainer (checkpoint path, 'default:NAME', Explainer or Runtime), got "
-            f"{type(explainer).__name__}; load one with vm.load_explainer(path)"
-        )
-    return explainer
+    return load_explainer(explainer, backend=backend)
 
 
-def resolve_agent(agent: Any):
+def resolve_agent(agent: Any) -> Agent | None:
     """``None``, a path / ``default:NAME``, an :class:`~vmask_live.agents.Agent` or a live SB3 model
     -> an agent (or ``None``). A plain ``torch.nn.Module`` is refused with the exact call to wrap it:
     how it scales its input cannot be guessed safely."""
@@ -60,12 +60,9 @@ def resolve_agent(agent: Any):
     )
 
 
-Adapter = Callable[[np.ndarray], np.ndarray]
-
-
 def check_compatible(
-    space: gym.Space, action_space: gym.Space, explainer: Any, agent: Any | None
-) -> tuple[Adapter, Adapter | None]:
+    space: gym.Space[Any], action_space: gym.Space[Any], explainer: SaliencyExplainer, agent: Agent | None
+) -> tuple[ObsAdapter, ObsAdapter | None]:
     """Check env, explainer and agent agree on observations (shape, layout, dtype, value range) and
     action count, all problems in one error.
 
@@ -100,7 +97,7 @@ def check_compatible(
     return explainer.obs_format.adapter(space, "explainer"), to_agent
 
 
-class ExplainedEnv(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):
+class ExplainedEnv(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.RecordConstructorArgs):
     """Explain every observation the agent is about to act on.
 
     After ``reset`` and each ``step``, ``info`` holds:
@@ -146,8 +143,8 @@ class ExplainedEnv(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorA
 
     def __init__(
         self,
-        env: gym.Env,
-        explainer: Any,
+        env: gym.Env[ObsType, ActType],
+        explainer: ExplainerSpec,
         agent: Any | None = None,
         *,
         saliency_key: str = "saliency",
@@ -167,12 +164,12 @@ class ExplainedEnv(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorA
             allow_mismatch=allow_mismatch,
         )
         gym.Wrapper.__init__(self, env)
-        self.explainer = resolve_explainer(explainer, backend)
-        self.agent = agent = resolve_agent(agent)
+        self.explainer: SaliencyExplainer = resolve_explainer(explainer, backend)
+        self.agent: Agent | None = resolve_agent(agent)
         self._to_explainer, self._to_agent = check_compatible(
-            env.observation_space, env.action_space, self.explainer, agent
+            env.observation_space, env.action_space, self.explainer, self.agent
         )
-        check_pairing(self.explainer, agent, allow_mismatch=allow_mismatch)
+        check_pairing(self.explainer, self.agent, allow_mismatch=allow_mismatch)
         self.obs_format = self.explainer.obs_format
         self.saliency_key = saliency_key
         self.view = view or ViewState()
@@ -181,7 +178,7 @@ class ExplainedEnv(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorA
         self.last_saliency: np.ndarray | None = None
         self.last_probs: np.ndarray | None = None
 
-    def _explain(self, obs: np.ndarray, info: dict[str, Any]) -> dict[str, Any]:
+    def _explain(self, obs: ObsType, info: dict[str, Any]) -> dict[str, Any]:
         for key in (self.saliency_key, "saliency_action", "action_probs"):
             if key in info:
                 raise ConfigError(
@@ -192,25 +189,27 @@ class ExplainedEnv(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorA
         self.last_obs, self.last_saliency = batch[0], maps
         info = dict(info)
         info[self.saliency_key] = maps
-        if self.agent is not None:
+        if self.agent is not None and self._to_agent is not None:
             actions, probs, _ = self.agent.act(self._to_agent(np.asarray(obs)[None]))
             self.last_probs = probs[0]
             info["saliency_action"] = int(actions[0])
             info["action_probs"] = probs[0]
         return info
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[ObsType, dict[str, Any]]:
         obs, info = self.env.reset(seed=seed, options=options)
         return obs, self._explain(obs, info)
 
-    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+    def step(self, action: ActType) -> tuple[ObsType, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         return obs, reward, terminated, truncated, self._explain(obs, info)
 
     def counterfactual(self) -> tuple[np.ndarray, int] | None:
         """The current state with the shown action's region replaced by the reference, and the
         agent's action on it (``None`` without an agent)."""
-        if self.agent is None or self.last_saliency is None:
+        if self.agent is None or self.last_saliency is None or self.last_probs is None:
             return None
         import torch
 
@@ -223,11 +222,13 @@ class ExplainedEnv(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorA
         cf_action = int(self.agent.act(self.agent.obs_format.to_raw(cf))[0][0])
         return cf[0, -1].numpy(), cf_action
 
-    def render(self) -> Any:
+    def render(self) -> RenderFrame | list[RenderFrame] | None:
         """The base env's frame with the overlay (and the panel when ``panel=True``)."""
         return self.render_frame(panel=self.panel)
 
-    def render_frame(self, scale: int = 1, fps: float | None = None, panel: bool = True) -> Any:
+    def render_frame(
+        self, scale: int = 1, fps: float | None = None, panel: bool = True
+    ) -> RenderFrame | list[RenderFrame] | None:
         """Compose the display frame at ``scale`` with an FPS line (used by ``play`` and ``record``)."""
         frame = self.env.render()
         if not isinstance(frame, np.ndarray) or frame.ndim != 3:

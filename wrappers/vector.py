@@ -9,14 +9,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import gymnasium as gym
 import numpy as np
 from gymnasium.vector import VectorEnv, VectorWrapper
 
 from vmask_live.errors import ConfigError
 from vmask_live.pairing import check_pairing
+from vmask_live.types import ExplainerSpec, SaliencyExplainer
 from vmask_live.wrappers.explained_env import check_compatible, resolve_agent, resolve_explainer
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+    from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
+
+    from vmask_live.agents import Agent
 
 __all__ = ["ExplainedVectorEnv", "ExplainedVecEnv"]
 
@@ -24,16 +32,24 @@ __all__ = ["ExplainedVectorEnv", "ExplainedVecEnv"]
 class _Explain:
     """The checks and the batched calls both vector forms share."""
 
-    def __init__(self, space, action_space, explainer, agent, backend: str, allow_mismatch: bool) -> None:
-        self.explainer = resolve_explainer(explainer, backend)
-        self.agent = resolve_agent(agent)
+    def __init__(
+        self,
+        space: gym.Space[Any],
+        action_space: gym.Space[Any],
+        explainer: ExplainerSpec,
+        agent: Any | None,
+        backend: str,
+        allow_mismatch: bool,
+    ) -> None:
+        self.explainer: SaliencyExplainer = resolve_explainer(explainer, backend)
+        self.agent: Agent | None = resolve_agent(agent)
         self.to_explainer, self.to_agent = check_compatible(space, action_space, self.explainer, self.agent)
         check_pairing(self.explainer, self.agent, allow_mismatch=allow_mismatch)
 
     def __call__(self, obs: np.ndarray) -> dict[str, np.ndarray]:
         obs = np.asarray(obs)
         out = {"saliency": self.explainer(self.to_explainer(obs))}
-        if self.agent is not None:
+        if self.agent is not None and self.to_agent is not None:
             actions, probs, _ = self.agent.act(self.to_agent(obs))
             out["saliency_action"], out["action_probs"] = actions, probs
         return out
@@ -54,7 +70,7 @@ class ExplainedVectorEnv(VectorWrapper):
     def __init__(
         self,
         env: VectorEnv,
-        explainer: Any,
+        explainer: ExplainerSpec,
         agent: Any | None = None,
         *,
         saliency_key: str = "saliency",
@@ -79,16 +95,17 @@ class ExplainedVectorEnv(VectorWrapper):
             infos[f"_{key}"] = np.ones(n, dtype=bool)
         return infos
 
-    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        # (a list of seeds, one per sub-env, passes through as well; typed as Gymnasium's wrappers are)
         obs, infos = self.env.reset(seed=seed, options=options)
         return obs, self._add(obs, infos)
 
-    def step(self, actions):
+    def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
         obs, rewards, terminations, truncations, infos = self.env.step(actions)
         return obs, rewards, terminations, truncations, self._add(obs, infos)
 
 
-def _sb3_wrapper_base():
+def _sb3_wrapper_base() -> type[VecEnvWrapper]:
     from stable_baselines3.common.vec_env import VecEnvWrapper
 
     return VecEnvWrapper
@@ -103,15 +120,15 @@ class ExplainedVecEnv:
     ``__new__`` so that importing this module does not import SB3.
     """
 
-    def __new__(
+    def __new__(  # type: ignore[misc]  # a class-shaped factory, so SB3 loads only when one is built
         cls,
-        venv: Any,
-        explainer: Any,
+        venv: VecEnv,
+        explainer: ExplainerSpec,
         agent: Any | None = None,
         *,
         backend: str = "auto",
         allow_mismatch: bool = False,
-    ):
+    ) -> VecEnvWrapper:
         base = _sb3_wrapper_base()
         explain = _Explain(venv.observation_space, venv.action_space, explainer, agent, backend, allow_mismatch)
 
@@ -119,15 +136,15 @@ class ExplainedVecEnv:
             def __init__(self) -> None:
                 super().__init__(venv)
                 self.explainer, self.agent = explain.explainer, explain.agent
-                self.reset_infos: list[dict] = [{} for _ in range(venv.num_envs)]
+                self.reset_infos: list[dict[str, Any]] = [{} for _ in range(venv.num_envs)]
 
-            def reset(self):
+            def reset(self) -> VecEnvObs:
                 obs = self.venv.reset()
                 extra = explain(obs)
                 self.reset_infos = [{k: v[i] for k, v in extra.items()} for i in range(self.num_envs)]
                 return obs
 
-            def step_wait(self):
+            def step_wait(self) -> VecEnvStepReturn:
                 obs, rewards, dones, infos = self.venv.step_wait()
                 extra = explain(obs)
                 for i, info in enumerate(infos):

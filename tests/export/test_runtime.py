@@ -132,3 +132,77 @@ def test_tensorrt_parity():
     rt = load_runtime(exp, backend="tensorrt", device="cuda", batch_size=4)
     ref = exp.to("cpu")(OBS)
     assert np.abs(rt(OBS) - ref).max() < 1e-3
+
+
+def test_load_explainer_is_the_one_loader(tmp_path):
+    from vmask_live.errors import ConfigError
+    from vmask_live.explainer import Explainer
+    from vmask_live.export import Runtime, load_explainer
+
+    exp = tiny_explainer()
+    path = exp.save(tmp_path / "e.safetensors")
+    plain = load_explainer(path, backend="none")
+    assert type(plain) is Explainer and plain.path == path and np.abs(plain(OBS) - exp(OBS)).max() < 1e-6
+    assert load_explainer(exp, backend="none") is exp
+    rt = load_explainer(str(path), backend="torch", device="cpu")
+    assert isinstance(rt, Runtime) and rt.backend == "torch" and np.abs(rt(OBS) - exp(OBS)).max() < 1e-5
+    assert load_explainer(rt, backend="onnx") is rt  # already loaded for inference: used as it is
+    default = load_explainer("default:Beacon", backend="none")
+    assert isinstance(default, Explainer) and default.path.parent.name == "Beacon"
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_explainer(tmp_path / "missing.safetensors")
+    with pytest.raises(ConfigError, match=r"got int, which lacks n_actions, action_names.*vm.load_explainer"):
+        load_explainer(3)  # type: ignore[arg-type]
+
+
+def test_the_auto_backend_is_onnx_runtime_on_a_cpu():
+    pytest.importorskip("onnxruntime")
+    import vmask_live as vm
+
+    rt = vm.load_explainer("default:Beacon", device="cpu")
+    assert rt.backend == "onnx" and rt.artifact.suffix == ".onnx"
+
+
+def test_the_core_loader_refuses_to_pick_a_backend():
+    from vmask_live.errors import ConfigError
+    from vmask_live.explainer import Explainer, load_explainer
+
+    assert isinstance(load_explainer("default:Beacon", backend="none"), Explainer)
+    with pytest.raises(ConfigError, match=r"backend='none'.*got backend='auto'.*vmask_live.load_explainer\(spec"):
+        load_explainer("default:Beacon")
+
+
+def test_default_artifact_path_names_cache_entries_and_cli_exports(tmp_path):
+    from vmask_live.errors import ConfigError
+    from vmask_live.export import cache_dir, default_artifact_path
+
+    exp = tiny_explainer()
+    key = exp.weights_hash()[:16]
+    assert default_artifact_path(exp, "onnx") == cache_dir() / f"{key}-onnx-dyn-fp32.onnx"
+    assert default_artifact_path(exp, "tensorrt", 1, "fp16") == cache_dir() / f"{key}-tensorrt-b1-fp16.ep"
+    # beside the checkpoint only when there is one
+    assert default_artifact_path(exp, "onnx", beside_checkpoint=True) == default_artifact_path(exp, "onnx")
+    exp.save(tmp_path / "e.safetensors")
+    assert default_artifact_path(exp, "onnx", 4, beside_checkpoint=True) == tmp_path / "e.onnx-b4-fp32.onnx"
+    with pytest.raises(ConfigError, match="resolve 'auto' first"):
+        default_artifact_path(exp, "auto")
+
+
+def test_runtime_attribute_returns_on_the_input_device_with_static_batches():
+    exp = tiny_explainer()
+    rt = load_runtime(exp, backend="torch", device="cpu")
+    rt.batch_size = 3  # as a static-shape engine: chunks of 3, the last one padded
+    x = exp.obs_format.to_model(OBS)
+    actions = torch.tensor([4, 3, 2, 1])
+    got = rt.attribute(x, actions)
+    assert got.shape == (4, 84, 84) and got.device == x.device and not got.is_inference()
+    assert torch.allclose(got, exp.attribute(x, actions), atol=1e-5)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from vmask_live.export import runtime
+
+    res = doctest.testmod(runtime)
+    assert res.attempted > 0 and res.failed == 0

@@ -62,6 +62,25 @@ class SquareExplainer:
         maps[:, :, 20:40, 30:60] = 1.0
         return maps
 
+    def attribute(self, x, actions):
+        return x[:, 0] * 0
+
+
+def test_a_users_own_explainer_is_used_as_it_is_and_must_have_every_member():
+    from vmask_live.types import SaliencyExplainer
+
+    square = SquareExplainer()
+    assert isinstance(square, SaliencyExplainer)
+    env = vm.ExplainedEnv(vm.make_env("Beacon", render_mode="rgb_array"), square, backend="onnx")
+    assert env.explainer is square
+
+    class NoReference:
+        obs_format, n_actions, action_names = square.obs_format, 5, square.action_names
+        __call__ = SquareExplainer.__call__
+
+    with pytest.raises(ConfigError, match=r"got NoReference, which lacks reference, attribute of the SaliencyExp"):
+        vm.ExplainedEnv(vm.make_env("Beacon"), NoReference())
+
 
 def test_render_draws_the_overlay_where_saliency_is_high():
     env = vm.ExplainedEnv(vm.make_env("Beacon", render_mode="rgb_array"), SquareExplainer())
@@ -156,9 +175,12 @@ def test_vm_wrappers_resolves_in_a_fresh_interpreter():
     import subprocess
     import sys
 
-    code = "import vmask_live as vm; print(vm.wrappers.ExplainedVecEnv.__name__, vm.export.load_runtime.__name__)"
+    code = (
+        "import vmask_live as vm; "
+        "print(vm.wrappers.ExplainedVecEnv.__name__, vm.export.load_runtime.__name__, vm.load_explainer.__module__)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["ExplainedVecEnv", "load_runtime"]
+    assert out.split() == ["ExplainedVecEnv", "load_runtime", "vmask_live.export.runtime"]
 
 
 def test_rl_zoo_channel_last_vec_env_is_transposed_for_a_channel_first_checkpoint():

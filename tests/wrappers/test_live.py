@@ -8,27 +8,91 @@ from vmask_live.testing import tiny_agent, tiny_explainer
 from vmask_live.wrappers.live import LiveConfig, NoDisplayError, play, record
 
 
-def test_headless_play_draws_the_overlay(monkeypatch, tmp_path):
+def _up(img: np.ndarray, scale: int = 2) -> np.ndarray:
+    """Nearest-neighbour upscaling, as the live window scales the game frame."""
+    return img.repeat(scale, 0).repeat(scale, 1)
+
+
+def test_headless_play_applies_each_key_to_the_view_and_the_frame(monkeypatch, tmp_path):
+    import dataclasses
+
+    import vmask_live.wrappers.live as live
+    from vmask_live.render import blend, contrast_map
+
     monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    shots = []  # one per displayed frame: (steps, view, paused, frame, raw render, maps, probs, model obs)
+
+    class RecordingSession(live.LiveSession):
+        def frame(self, fps=None):
+            out = super().frame(fps)
+            obs = self.env.obs_format.to_model(self.env.last_obs[None])[0, -1].numpy()
+            shots.append(
+                (
+                    self.steps,
+                    dataclasses.replace(self.view),
+                    self.paused,
+                    out.copy(),
+                    self.env.env.render().copy(),
+                    self.info["saliency"].copy(),
+                    self.info["action_probs"].copy(),
+                    obs,
+                )
+            )
+            return out
+
+    monkeypatch.setattr(live, "LiveSession", RecordingSession)
     cfg = LiveConfig(env="Beacon", fps=0, max_steps=12, scale=2, seed=0)
     keys = [(2, "c"), (4, "f"), (6, "2"), (8, "o"), (9, "o"), (10, "s"), (3, "space"), (4, "space")]
-    stats = play(cfg, agent=tiny_agent(), explainer=tiny_explainer(), keys=keys, out_dir=tmp_path)
-    assert stats["steps"] == 12 - 1 or stats["steps"] == 12
-    surf = stats["surface"]
-    assert surf.shape[0] == 336 * 2 and surf.shape[1] > 336 * 2  # scaled frame + side panel
-    assert len(stats["screenshots"]) == 1 and os.path.exists(stats["screenshots"][0])
-    # the displayed frame with the overlay differs from the raw render where saliency is high
-    from vmask_live.wrappers.live import LiveSession
+    # seed 5: the untrained maps are nearly flat, and only with some seeds does the chosen action's map
+    # (4) exceed the runner-up's (0), so that the contrast view has something to draw
+    stats = play(cfg, agent=tiny_agent(5), explainer=tiny_explainer(5), keys=keys, out_dir=tmp_path)
 
-    s = LiveSession(cfg, tiny_agent(), tiny_explainer())
-    s.reset()
-    raw = cv2.resize(s.env.env.render(), None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
-    shown = s.frame()[:, : raw.shape[1]]
-    a = int(np.argmax(s.info["action_probs"]))
-    m = cv2.resize(s.info["saliency"][a], raw.shape[1::-1])
-    diff = np.abs(shown.astype(int) - raw.astype(int)).sum(-1)
-    hi, lo = m >= np.quantile(m, 0.9), m <= np.quantile(m, 0.1)
-    assert diff[hi].mean() > diff[lo].mean() + 5
+    # one step per tick except the paused tick 3; max_steps ends the run, not the (longer) episode
+    assert stats["steps"] == 12 and stats["frames"] == 13 and stats["episodes"] == 0
+    assert len(shots) == 1 + 13  # the first frame, then one per tick
+    at = dict(enumerate(shots[1:]))  # tick -> what was displayed after that tick's keys and step
+    assert [at[t][0] for t in range(13)] == [1, 2, 3, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+    assert [t for t in range(13) if at[t][2]] == [3]  # space pauses at tick 3, space resumes at tick 4
+
+    def view(t):
+        v = at[t][1]
+        return v.mode, v.action, v.overlay
+
+    expected_views = {0: ("action", None, True), 2: ("contrast", None, True), 4: ("counterfactual", None, True)}
+    expected_views.update({6: ("action", 1, True), 8: ("action", 1, False), 9: ("action", 1, True)})
+    current = expected_views[0]
+    for t in range(13):
+        current = expected_views.get(t, current)
+        assert view(t) == current, t
+
+    for t in range(13):
+        _, v, _, out, raw, maps, probs, obs = at[t]
+        h, w = raw.shape[:2]
+        assert out.shape[0] == 2 * h and out.shape[1] > 2 * w  # scaled frame + side panel
+        game = out[:, : 2 * w]
+        chosen = int(np.argmax(probs))
+        if not v.overlay:  # "o": the game area is exactly the raw render
+            assert np.array_equal(game, _up(raw)), t
+            continue
+        assert not np.array_equal(game, _up(raw)), t
+        if v.mode == "contrast":  # "c": why the chosen action and not the runner-up
+            runner_up = int(np.argsort(-probs)[1])
+            assert np.array_equal(game, _up(blend(raw, contrast_map(maps, chosen, runner_up), v.alpha))), t
+        elif v.mode == "counterfactual":  # "f": grey state with the chosen map's region set to the black reference
+            cf = (np.clip(obs * (1 - maps[chosen]), 0, 1) * 255).astype(np.uint8)
+            want = cv2.resize(cf, (w, h), interpolation=cv2.INTER_NEAREST)
+            assert np.array_equal(game[..., 0], game[..., 1]) and np.array_equal(game[..., 0], game[..., 2]), t
+            assert np.abs(game[..., 0].astype(int) - _up(want).astype(int)).max() <= 1, t
+        else:  # "2" selects action 1's map, otherwise the chosen action's
+            shown = chosen if v.action is None else v.action
+            assert np.array_equal(game, _up(blend(raw, maps[shown], v.alpha))), t
+            if v.action is not None:  # the selected map is not the chosen action's, so the key shows
+                assert not np.array_equal(game, _up(blend(raw, maps[chosen], v.alpha))), t
+
+    # "s" at tick 10 saves the frame on screen then (tick 9's); the window shows the last frame
+    assert len(stats["screenshots"]) == 1 and os.path.exists(stats["screenshots"][0])
+    assert np.array_equal(cv2.imread(stats["screenshots"][0])[..., ::-1], at[9][3])
+    assert np.array_equal(stats["surface"], at[12][3])
 
 
 def test_no_display_message_points_to_record(monkeypatch):
@@ -95,7 +159,8 @@ def test_bad_settings_are_refused_before_anything_runs(tmp_path):
     from vmask_live.errors import ConfigError
 
     with pytest.raises(
-        ConfigError, match=r"episodes: expected an integer >= 1, got 0; max_steps: expected None \(whole episodes\) or an integer >= 1, got -1"
+        ConfigError,
+        match=r"episodes: expected an integer >= 1, got 0; max_steps: expected None \(whole episodes\) or an integer >= 1, got -1",
     ):
         record(LiveConfig(env="Beacon", max_steps=-1, episodes=0), tmp_path / "x.mp4", progress=False)
     assert not (tmp_path / "x.mp4").exists()

@@ -21,7 +21,7 @@ import numpy as np
 
 from vmask_live.errors import ConfigError
 
-__all__ = ["BeaconEnv", "ACTION_NAMES"]
+__all__ = ["BeaconEnv", "ACTION_NAMES", "BEACON_ID", "make_beacon"]
 
 ACTION_NAMES = ["NOOP", "UP", "RIGHT", "LEFT", "DOWN"]
 NOOP, UP, RIGHT, LEFT, DOWN = range(5)
@@ -33,6 +33,9 @@ GRID = SIZE // CELL  # 21 cells per axis
 OBJ = 7  # object side in pixels
 RUNNER_VALUE = 255
 BEACON_VALUE = 200
+
+#: Gymnasium id (registered by :mod:`vmask_live.envs`).
+BEACON_ID = "vmask_live/Beacon-v0"
 
 
 class BeaconEnv(gym.Env[np.ndarray, np.int64]):
@@ -75,6 +78,10 @@ class BeaconEnv(gym.Env[np.ndarray, np.int64]):
         if dy:
             return DOWN if dy > 0 else UP
         return NOOP
+
+    def get_action_meanings(self) -> list[str]:
+        """The action names, under the name ALE uses (what :func:`vmask_live.envs.action_names` reads)."""
+        return list(ACTION_NAMES)
 
     def expert_action(self) -> int:
         """The scripted expert's action on the current state."""
@@ -161,3 +168,14 @@ class BeaconEnv(gym.Env[np.ndarray, np.int64]):
         rgb[obs == RUNNER_VALUE] = (60, 140, 255)
         rgb[obs == BEACON_VALUE] = (80, 230, 90)
         return np.kron(rgb, np.ones((4, 4, 1), np.uint8))
+
+
+def make_beacon(*, render_mode: str | None = None, training: bool = False, **kwargs: Any) -> gym.Env:
+    """Make Beacon through Gymnasium (so ``env.spec`` records it; :mod:`vmask_live.envs` registers it).
+
+    Args:
+        render_mode: ``None`` or ``"rgb_array"``.
+        training: accepted for the common ``make`` signature; Beacon has no training-only wrappers.
+        **kwargs: :class:`BeaconEnv` arguments (``texture``, ``clutter``, ``max_steps``).
+    """
+    return gym.make(BEACON_ID, render_mode=render_mode, **kwargs)
