@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -21,6 +21,8 @@ from torch import nn
 from vmask_live.checkpoint import CheckpointError, load_state, read_checkpoint, save_checkpoint
 from vmask_live.errors import ConfigError
 from vmask_live.observations import ObsFormat
+
+AgentT = TypeVar("AgentT", bound="Agent")
 
 __all__ = ["Agent", "TorchAgent", "SB3Agent", "NatureCNN", "SmallCNN", "KeypointCNN", "load_agent", "save_agent"]
 
@@ -39,6 +41,8 @@ class Agent(nn.Module):
         self.obs_format = obs_format
         self.n_actions = int(n_actions)
         self.action_names = list(action_names) if action_names else [str(i) for i in range(n_actions)]
+        self.info: dict[str, Any] = {}
+        """Provenance recorded with the agent (training config, evaluation scores)."""
         if len(self.action_names) != self.n_actions:
             raise ValueError(f"Expected {n_actions} action names, got {len(self.action_names)}")
 
@@ -47,7 +51,7 @@ class Agent(nn.Module):
         p = next(self.parameters(), None)
         return p.device if p is not None else torch.device("cpu")
 
-    def freeze(self) -> Agent:
+    def freeze(self: AgentT) -> AgentT:
         """Eval mode and no parameter gradients (gradients still flow to the inputs)."""
         self.eval()
         for p in self.parameters():
@@ -242,7 +246,7 @@ def _load_agent_checkpoint(path: Path) -> TorchAgent:
         meta.get("input_scale", 1.0),
         meta.get("action_names"),
     )
-    agent.info = meta.get("info", {})  # type: ignore[attr-defined]
+    agent.info = meta.get("info", {})
     return agent.freeze()
 
 
@@ -362,6 +366,7 @@ def load_agent(
         ]
         if missing:
             raise ConfigError(f"Wrapping a torch.nn.Module as an agent needs {', '.join(missing)}: {MODULE_AGENT_HINT}")
+        assert obs_format is not None and n_actions is not None and input_scale is not None  # checked above
         return TorchAgent(spec, obs_format, n_actions, input_scale).freeze()
     text = str(spec)
     if text.startswith("default:"):

@@ -343,7 +343,8 @@ def _show(value: Any) -> str:
 
 def _resume_differences(manifest: dict[str, Any], cfg: CollectConfig, env_name: str, a_hash: str) -> list[str]:
     """``"name: manifest X, now Y"`` for every setting that may not change on resume."""
-    recorded = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
+    config = manifest.get("config")
+    recorded: dict[str, Any] = config if isinstance(config, dict) else {}
     before = {"env": manifest["env"], "agent_hash": manifest["agent_hash"]}
     before.update({k: recorded.get(k, _NOT_RECORDED) for k in _RESUME_FIXED})
     now = {"env": env_name, "agent_hash": a_hash}

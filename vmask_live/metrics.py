@@ -163,26 +163,30 @@ def evaluate_maps(
         xb, ab = x[sl], actions[sl]
         rb = reference(xb)
         maps = fn[sl].float() if isinstance(fn, torch.Tensor) else fn(xb, ab).float()
-        res = {"accuracy": 100 * accuracy(agent, xb, ab, maps, rb).float(), "sparseness": sparseness(maps)}
+        res: dict[str, torch.Tensor] = {
+            "accuracy": 100 * accuracy(agent, xb, ab, maps, rb).float(),
+            "sparseness": sparseness(maps),
+        }
         res.update(insertion_deletion(agent, xb, ab, normalise(maps), rb, n_steps))
         res["insertion_curve"] = res["insertion_curve"][None] * xb.shape[0]
         res["deletion_curve"] = res["deletion_curve"][None] * xb.shape[0]
         if with_lle:
+            assert not isinstance(fn, torch.Tensor)  # checked above: LLE needs a saliency function
             res["lle"] = lle(fn, xb, ab, lle_eps, lle_neighbours, seed=i)
         if relevant is not None:
             rel = relevant[sl]
             res["relevance_mass"] = relevance_mass(maps, rel)
             res["pointing_game"] = 100 * pointing_game(maps, rel).float()
             res["relevant_area"] = 100 * rel.flatten(1).float().mean(1)
-        for k, v in res.items():
-            rows.setdefault(k, []).append(v)
+        for k, value in res.items():
+            rows.setdefault(k, []).append(value)
     n = x.shape[0]
     out: dict[str, float | list[float]] = {}
-    for k, v in rows.items():
+    for k, parts in rows.items():
         if k.endswith("_curve"):
-            out[k] = (torch.cat(v).sum(0) / n).tolist()
+            out[k] = (torch.cat(parts).sum(0) / n).tolist()
         else:
-            out[k] = float(torch.cat(v).float().mean())
+            out[k] = float(torch.cat(parts).float().mean())
     out["n"] = n
     if with_lle:
         out["lle_eps"], out["lle_neighbours"] = lle_eps, lle_neighbours

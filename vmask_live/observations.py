@@ -58,12 +58,17 @@ class ObsFormat:
             raise ObservationError(f"Expected layout 'hw', 'chw' or 'hwc', got {self.layout!r}")
 
     @property
+    def upper(self) -> float:
+        """The largest valid raw value (``high``, filled in from ``scale`` when not given)."""
+        return float(self.scale if self.high is None else self.high)
+
+    @property
     def is_uint8(self) -> bool:
         return self.dtype == "uint8"
 
     def describe(self) -> str:
         """E.g. ``uint8 (4, 84, 84) in [0, 255]``."""
-        lo, hi = (int(self.low), int(self.high)) if self.is_uint8 else (self.low, self.high)
+        lo, hi = (int(self.low), int(self.upper)) if self.is_uint8 else (self.low, self.upper)
         return f"{self.dtype} {self.shape} in [{lo}, {hi}]"
 
     @property
@@ -190,8 +195,8 @@ class ObsFormat:
                 )
             elif not self.is_uint8:
                 lo, hi = float(obs.min()), float(obs.max())
-                tol = 1e-3 * (self.high - self.low)
-                if lo < self.low - tol or hi > self.high + tol:
+                tol = 1e-3 * (self.upper - self.low)
+                if lo < self.low - tol or hi > self.upper + tol:
                     problems.append(
                         f"expected values in [{self.low}, {self.high}], got values in [{lo:.4g}, {hi:.4g}]; "
                         "fix: scale the observations as at training time"
@@ -211,7 +216,7 @@ class ObsFormat:
             hint = _FLOAT_HINT if self.is_uint8 else "fix: give it the float observations it was trained on"
             problems.append(f"dtype {env_format.dtype} (expected {self.dtype}); {hint}")
         elif not self.is_uint8 and (
-            not np.isclose(env_format.low, self.low) or not np.isclose(env_format.high, self.high)
+            not np.isclose(env_format.low, self.low) or not np.isclose(env_format.upper, self.upper)
         ):
             problems.append(
                 f"value range [{env_format.low}, {env_format.high}] (expected [{self.low}, {self.high}]); "

@@ -391,7 +391,7 @@ def agent_from_sb3_weights(
     # does not divide, the net was trained on raw values, so it gets model space * scale.
     scale = 1.0 if sb3_divides_by_255 else float(obs_format.scale)
     agent = TorchAgent(net, obs_format, n_actions, scale, action_names)
-    agent.info = {"arch": "nature_cnn", "arch_kwargs": arch_kwargs, "family": family, **(info or {})}  # type: ignore[attr-defined]
+    agent.info = {"arch": "nature_cnn", "arch_kwargs": arch_kwargs, "family": family, **(info or {})}
     return agent.freeze()
 
 

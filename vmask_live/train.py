@@ -410,7 +410,7 @@ def _validate(exp, agent, ds, idx, cfg, device) -> dict[str, float]:
             loss, _ = visionmask_loss(agent, xb, ab, exp.maps(xb), exp.reference(xb), cfg.loss)
             losses.append(loss.item() * len(ab))
     res = evaluate_maps(agent, x, a, exp.attribute, exp.reference, n_steps=cfg.val_insertion_steps, with_lle=False)
-    out = {f"val/{k}": v for k, v in res.items() if not k.endswith("_curve") and k != "n"}
+    out = {f"val/{k}": float(v) for k, v in res.items() if not k.endswith("_curve") and k != "n"}  # type: ignore[arg-type]
     out["val/loss"] = float(sum(losses) / len(idx))
     return out
 

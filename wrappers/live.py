@@ -215,7 +215,7 @@ def play(
     pygame, screen = _open_window((first.shape[1], first.shape[0]))
     clock = pygame.time.Clock()
     recorder: VideoRecorder | None = None
-    scripted = {}
+    scripted: dict[int, list[str]] = {}
     for step, key in keys:
         scripted.setdefault(step, []).append(key)
     out_dir = Path(out_dir)

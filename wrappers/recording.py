@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ class VideoRecorder:
     def __init__(self, path: str | os.PathLike, fps: float = 30.0) -> None:
         self.path = check_writable(path)
         self.fps = float(fps)
-        self._writer = None
+        self._writer: Any = None
         self._size: tuple[int, int] | None = None
         self.frames = 0
 
@@ -45,16 +46,18 @@ class VideoRecorder:
 
         if frame.ndim != 3 or frame.shape[2] != 3:
             raise ValueError(f"Expected an RGB frame (H, W, 3), got shape {frame.shape}")
-        if self._writer is None:
+        writer = self._writer
+        if writer is None:
             h, w = frame.shape[:2]
             self._size = (w - w % 2, h - h % 2)  # codecs want even sizes
-            fourcc = cv2.VideoWriter_fourcc(*("mp4v" if self.path.suffix.lower() == ".mp4" else "MJPG"))
-            self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, self._size)
-            if not self._writer.isOpened():
+            fourcc = cv2.VideoWriter.fourcc(*("mp4v" if self.path.suffix.lower() == ".mp4" else "MJPG"))
+            writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, self._size)
+            if not writer.isOpened():
                 raise OSError(f"OpenCV could not open a video writer for {str(self.path)!r}")
+            self._writer = writer
         if (frame.shape[1], frame.shape[0]) != self._size:
             frame = cv2.resize(frame, self._size, interpolation=cv2.INTER_AREA)
-        self._writer.write(np.ascontiguousarray(frame[..., ::-1]))
+        writer.write(np.ascontiguousarray(frame[..., ::-1]))
         self.frames += 1
 
     def close(self) -> None:
