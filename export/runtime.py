@@ -26,7 +26,7 @@ from types import ModuleType
 import numpy as np
 import torch
 
-from vmask_live.checkpoint import atomic_write_text
+from vmask_live.atomic import atomic_path, atomic_write_text
 from vmask_live.errors import BackendUnavailable, CheckpointError, ConfigError, UnsafeFileError
 from vmask_live.explainer import Explainer, ExplainerBase
 from vmask_live.observations import ObsFormat
@@ -153,13 +153,9 @@ def export_explainer(
     path = Path(out) if out is not None else default_artifact_path(exp, backend, batch_size, precision)
     path.parent.mkdir(parents=True, exist_ok=True)
     # A per-process temporary name: two processes filling the same cache entry never share a file.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{mod.SUFFIX}")
-    try:
+    with atomic_path(path, suffix=mod.SUFFIX, unique=True) as tmp:
         mod.export(exp, tmp, batch_size=batch_size, precision=precision, device=device)
         digest = _file_sha256(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     sidecar = {
         "backend": backend,
         "sha256": digest,

@@ -43,7 +43,14 @@ def beacon_data(beacon_agent, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def beacon_explainer(beacon_agent, beacon_data, tmp_path_factory):
-    """A VisionMask explainer trained for under two minutes of CPU (Beacon settings from docs/ablations.md)."""
+    """A VisionMask explainer trained for about two minutes of one CPU core.
+
+    The recipe (paper loss, a_max 0.02, lr 2e-3, 600 steps of batch 16) was chosen for margin, not
+    for best maps: measured on this fixture's agent and data (300 test states), seed 0: accuracy
+    98.7, relevance mass 12.1% against a relevant area of 1.34% (9.0x); seed 1: 99.0 and 10.4% vs
+    1.32% (7.9x, at 900 steps); the test asks accuracy >= 90 and mass >= 3x the area. The previous
+    300-step recipe left only ~3.0x, and another CPU's float kernels fell below 3x.
+    """
     from vmask_live.loss import LossConfig
     from vmask_live.train import TrainConfig, train
 
@@ -51,8 +58,9 @@ def beacon_explainer(beacon_agent, beacon_data, tmp_path_factory):
     cfg = TrainConfig(
         data=str(beacon_data.path),
         out=str(out),
-        epochs=3,
+        epochs=6,
         steps_per_epoch=100,
+        patience=6,
         batch_size=16,
         width=8,
         lr=2e-3,

@@ -214,7 +214,10 @@ def test_user_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path, monkey
             ("collect", "--env", "Beacon", "--agent", "default:Beacon", "--out", "{tmp}/d", "--shard-size", "0"),
             "shard_size",
         ),
-        (("record", "--env", "Beacon", "--out", "{tmp}/x.mp4", "--max-steps", "-1"), "max_steps: expected None"),
+        (
+            ("record", "--env", "Beacon", "--out", "{tmp}/x.mp4", "--max-steps", "-1"),
+            "max_steps: expected an integer >= 1 or None",
+        ),
         (
             ("evaluate", "--data", "nowhere", "--agent", "default:Beacon", "--explainer", "default:Beacon", "--n", "0"),
             "n",

@@ -177,12 +177,12 @@ def test_resume_with_other_settings_lists_every_difference(small):
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("steps", 0, r"expected `steps` \(--steps\) to be an int >= 1, got 0"),
-        ("n_envs", 0, r"expected `n_envs` \(--n-envs\) to be an int >= 1, got 0"),
-        ("shard_size", 0, r"expected `shard_size` \(--shard-size\) to be an int >= 1, got 0"),
-        ("seed", -1, r"expected `seed` \(--seed\) to be an int >= 0, got -1"),
-        ("seed", 1.5, r"expected `seed` \(--seed\) to be an int >= 0, got 1\.5"),
-        ("steps", True, r"expected `steps` \(--steps\) to be an int >= 1, got True"),
+        ("steps", 0, r"Invalid collect settings \(1\):\n  steps: expected an integer >= 1, got 0"),
+        ("n_envs", 0, r"\n  n_envs: expected an integer >= 1, got 0"),
+        ("shard_size", 0, r"\n  shard_size: expected an integer >= 1, got 0"),
+        ("seed", -1, r"\n  seed: expected an integer >= 0, got -1"),
+        ("seed", 1.5, r"\n  seed: expected an integer >= 0, got 1\.5"),
+        ("steps", True, r"\n  steps: expected an integer >= 1, got True"),
     ],
 )
 def test_bad_setting_is_refused_up_front(tmp_path, field, value, message):
@@ -196,9 +196,9 @@ def test_bad_setting_is_refused_up_front(tmp_path, field, value, message):
 
 
 def test_every_bad_setting_is_listed_at_once(tmp_path):
-    with pytest.raises(ConfigError, match="Invalid collect settings") as err:
+    with pytest.raises(ConfigError, match=r"Invalid collect settings \(4\):\n") as err:
         _cfg(tmp_path, steps=0, n_envs=0, shard_size=0, seed=-2)
-    assert re.findall(r"expected `(\w+)`", str(err.value)) == ["steps", "n_envs", "shard_size", "seed"]
+    assert re.findall(r"^  (\w+): expected", str(err.value), re.M) == ["steps", "n_envs", "shard_size", "seed"]
 
 
 def test_agent_with_other_action_count_is_refused_before_stepping(tmp_path):

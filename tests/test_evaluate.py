@@ -58,18 +58,35 @@ def test_bad_settings_reported_together_before_any_work(tmp_path):
     cfg.methods = "visionmask,bogus"
     with pytest.raises(
         ConfigError,
-        match=r"(?s)`n` to be an integer >= 1 \(test states\), got 0.*`lle_n`.*>= 0 .*, got -1.*"
-        r"`rise_masks`.*>= 1 .*, got 0.*`lime_samples`.*>= 1 .*, got 0.*`ig_steps`.*>= 1 .*, got 0.*"
-        r"Unknown methods \['bogus'\]; known methods: visionmask, explainer, greydanus",
+        match=r"Invalid evaluate settings \(6\):\n  n: expected an integer >= 1 \(test states\), got 0\n"
+        r"  lle_n: expected an integer >= 0 \(LLE states; 0 skips LLE\), got -1\n"
+        r"  rise_masks: expected an integer >= 1 \(RISE masks\), got 0\n"
+        r"  lime_samples: expected an integer >= 1 \(LIME samples\), got 0\n"
+        r"  ig_steps: expected an integer >= 1 \(Integrated Gradients steps\), got 0\n"
+        r"  methods: expected comma-separated names from visionmask, explainer, greydanus.*, or 'all', "
+        r"got 'visionmask,bogus'; unknown: bogus$",
     ):
         evaluate(cfg, progress=False)
-    with pytest.raises(ConfigError, match="got both data='d' and env='Beacon'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"data, env: expected exactly one source of test states, got both data='d' and env='Beacon'; pass",
+    ):
         evaluate(_cfg(tmp_path, data="d", env="Beacon"), progress=False)
-    with pytest.raises(ConfigError, match=r"got neither: pass a dataset folder .*\(--data DIR\) or an env"):
+    with pytest.raises(
+        ConfigError,
+        match=r"data, env: expected a source of test states, got neither; pass a dataset folder .*\(--data DIR\) or an env",
+    ):
         evaluate(_cfg(tmp_path), progress=False)
-    with pytest.raises(ConfigError, match=r"Expected `explainer` \(--explainer\) for agent 'a.zip'.*only with"):
+    with pytest.raises(
+        ConfigError,
+        match=r"explainer: expected an explainer trained for agent 'a.zip', got ''; pass --explainer.*only with",
+    ):
         evaluate(_cfg(tmp_path, env="Beacon", agent="a.zip"), progress=False)
-    with pytest.raises(ConfigError, match="Method 'explainer' needs `stalder`"):
+    with pytest.raises(
+        ConfigError,
+        match=r"stalder: expected a checkpoint trained with .*--loss-kind explainer.* \(method 'explainer' needs it\), "
+        r"got None; pass --stalder",
+    ):
         evaluate(_cfg(tmp_path, env="Beacon", methods="visionmask,explainer"), progress=False)
     assert not (tmp_path / "eval").exists()
 

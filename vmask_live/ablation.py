@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from vmask_live.atomic import atomic_write_text
+from vmask_live.report import markdown_table, metric_columns
 from vmask_live.train import TrainConfig, train
 
 __all__ = ["AblationConfig", "VARIANTS", "ablate"]
@@ -52,8 +54,11 @@ class AblationConfig:
     """Sweep settings (the base run is a TrainConfig; each variant changes a few fields)."""
 
     data: str = "data/beacon"
+    """Dataset folder from ``vmask-live collect`` (every variant trains and is scored on it)."""
     agent: str = ""
+    """The agent the dataset was collected with."""
     out: str = "runs/ablation"
+    """Sweep folder: one run folder per variant (finished variants are skipped), ``ablation.md``/``.json``."""
     base: dict | None = None
     """TrainConfig fields shared by every variant (e.g. epochs, steps_per_epoch, width, loss)."""
     n: int = 300
@@ -103,7 +108,7 @@ def ablate(cfg: AblationConfig, agent: Any = None, progress: bool = True) -> Pat
         same = next((r for r in rows if r.get("config") == key), None)
         if same is not None:  # e.g. "a_max 0.1" is the base run when the base a_max is 0.1: train once
             row = {**same, "group": group, "variant": name, "changes": changes, "same_as": same["variant"]}
-            done.write_text(json.dumps(row))
+            atomic_write_text(done, json.dumps(row))
             rows.append(row)
             continue
         tcfg.out = str(out / slug)
@@ -117,18 +122,9 @@ def ablate(cfg: AblationConfig, agent: Any = None, progress: bool = True) -> Pat
             "train_seconds": round(res.seconds, 1),
             **{k: v for k, v in m.items() if not k.endswith("_curve")},
         }
-        done.write_text(json.dumps(row))
+        atomic_write_text(done, json.dumps(row))
         rows.append(row)
-    cols = [
-        ("accuracy", "Acc"),
-        ("deletion", "Del ↓"),
-        ("insertion", "Ins ↑"),
-        ("lle", "LLE ↓"),
-        ("sparseness", "Sp ↑"),
-        ("relevance_mass", "GT mass ↑"),
-        ("pointing_game", "Pointing ↑"),
-    ]
-    cols = [(k, h) for k, h in cols if all(k in r for r in rows)]
+    cols = metric_columns(rows, require="all")
     lines = [
         f"# Ablations on {ds.env}",
         "",
@@ -136,17 +132,15 @@ def ablate(cfg: AblationConfig, agent: Any = None, progress: bool = True) -> Pat
         "",
         f"Each variant: same data, seed and budget; metrics on {len(a)} test states with the background reference.",
         "",
-        "| group | variant | " + " | ".join(h for _, h in cols) + " | train s |",
-        "|---|---|" + "---|" * (len(cols) + 1),
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['group']} | {r['variant']} | "
-            + " | ".join(f"{r[k]:.3g}" for k, _ in cols)
-            + (f" | = {r['same_as']} |" if r.get("same_as") else f" | {r['train_seconds']:.0f} |")
-        )
+    table = [
+        [r["group"], r["variant"], *(r[k] for k in cols)]
+        + [f"= {r['same_as']}" if r.get("same_as") else f"{r['train_seconds']:.0f}"]
+        for r in rows
+    ]
+    lines += markdown_table(["group", "variant", *cols.values(), "train s"], table)
     if "relevant_area" in rows[0]:
         lines += ["", f"Relevant area (uniform-map GT mass): {rows[0]['relevant_area']:.2f}%"]
-    (out / "ablation.md").write_text("\n".join(lines) + "\n")
-    (out / "ablation.json").write_text(json.dumps(rows, indent=1))
+    atomic_write_text(out / "ablation.md", "\n".join(lines) + "\n")
+    atomic_write_text(out / "ablation.json", json.dumps(rows, indent=1))
     return out / "ablation.md"

@@ -3,7 +3,8 @@
 A checkpoint is a single ``.safetensors`` file whose header metadata holds
 ``{"vmask_live": "<json>"}``; the JSON names the ``format`` (``explainer`` or ``agent``), the
 constructor kwargs, shapes, preprocessing and provenance. Writes go to a temporary file in the
-same folder and are renamed into place, so an interrupted save never leaves a torn file.
+same folder and are renamed into place (:mod:`vmask_live.atomic`), so an interrupted save never
+leaves a torn file.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from vmask_live.atomic import atomic_path, atomic_write_text
 from vmask_live.errors import CheckpointError
 
 __all__ = ["CheckpointError", "save_checkpoint", "read_checkpoint", "read_meta", "atomic_write_text", "tensors_sha256"]
@@ -25,22 +27,13 @@ __all__ = ["CheckpointError", "save_checkpoint", "read_checkpoint", "read_meta",
 META_KEY = "vmask_live"
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write text to ``path`` via a temporary file + rename (atomic on POSIX)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
     """Atomically write ``tensors`` and ``meta`` (JSON-serialisable) to one safetensors file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)})
     return path
 
 

@@ -1,17 +1,32 @@
-"""The ``vmask-live`` command line. Each command only builds a config and calls the job function."""
+"""The ``vmask-live`` command line. Each command only builds a config and calls the job function.
+
+A job command's options are generated from its config dataclass (:mod:`vmask_live.cli_options`):
+one per field, with the field's default and docstring; a new option is a new field with a
+docstring. What differs from the field (a rename, a required option) is a ``Flag`` here.
+"""
 
 from __future__ import annotations
 
+import inspect
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape as rich_escape
 from rich.table import Table
+
+from vmask_live.ablation import AblationConfig
+from vmask_live.cli_options import ConfigOptions, Flag
+from vmask_live.dataset import CollectConfig
+from vmask_live.evaluate import EvaluateConfig
+from vmask_live.train import TrainConfig
+from vmask_live.train_agent import BCConfig, PPOConfig
+from vmask_live.wrappers.live import LiveConfig
 
 app = typer.Typer(
     add_completion=False,
@@ -96,191 +111,108 @@ def info(checkpoint: Path = typer.Argument(..., help="An explainer or agent .saf
     Console().print_json(json.dumps(meta))
 
 
-@app.command("train-agent")
+def _config_command(
+    name: str, options: ConfigOptions, *, select: str | None = None
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Register ``body(cfg, **own)`` as command ``name``.
+
+    The command's options are ``body``'s own (typer options after ``cfg``: ``record --out``,
+    ``train-agent --algo``...) followed by one per config field (:mod:`vmask_live.cli_options`).
+    ``cfg`` is built and validated under :func:`_job`, so a bad setting is one ``error:`` line;
+    ``select`` names the own option whose value picks the config of a multi-config command.
+    """
+
+    def decorate(body: Callable[..., None]) -> Callable[..., None]:
+        own = list(inspect.signature(body, eval_str=True).parameters.values())[1:]
+        params = options.parameters(own)
+        CONFIG_COMMANDS[name] = (options, select)
+
+        def callback(**values: Any) -> None:
+            rest = {p.name: values.pop(p.name) for p in own}
+            with _job():
+                cfg = build_config(name, {**values, **rest})
+            body(cfg, **rest)
+
+        callback.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        callback.__name__ = callback.__qualname__ = body.__name__
+        callback.__doc__ = body.__doc__
+        app.command(name)(callback)
+        return body
+
+    return decorate
+
+
+CONFIG_COMMANDS: dict[str, tuple[ConfigOptions, str | None]] = {}
+"""``{command: (its generated options, the option that picks the config or None)}``."""
+
+
+def build_config(command: str, values: dict[str, Any]) -> Any:
+    """The validated config command ``command`` runs for parsed option ``values`` (no work done).
+
+    Raises:
+        ConfigError: a bad setting (all of them listed).
+    """
+    options, select = CONFIG_COMMANDS[command]
+    label = values[select] if select else None
+    cfg = options.build(values, label.value if isinstance(label, Enum) else label)
+    if hasattr(cfg, "validate"):  # every bad setting is listed before any work starts
+        cfg.validate()
+    return cfg
+
+
+_TRAIN_AGENT = ConfigOptions(
+    {"ppo": PPOConfig, "bc": BCConfig}, flags={"total_steps": Flag("steps"), "samples": Flag("steps")}
+)
+
+
+@_config_command("train-agent", _TRAIN_AGENT, select="algo")
 def train_agent(
-    env: str = typer.Option("Beacon", help="Env name (see `vmask-live envs`)"),
+    cfg: PPOConfig | BCConfig,
     algo: Algo = typer.Option(Algo.bc, help="ppo (SB3, Atari) or bc (clone the ground-truth expert)"),
-    out: Path = typer.Option(Path("runs/agent"), help="Run folder (ppo) or agent checkpoint file (bc)"),
-    steps: int | None = typer.Option(
-        None, help="ppo: total agent steps (default 1,000,000); bc: expert samples (default 10,000)"
-    ),
-    seed: int = 0,
-    n_envs: int = typer.Option(8, help="ppo: parallel envs"),
-    subprocess: bool = typer.Option(True, help="ppo: run envs in worker processes"),
-    resume: bool = typer.Option(False, help="ppo: continue from the latest checkpoint in --out"),
-    eval_episodes: int = typer.Option(10, help="ppo: full-game evaluation episodes at the end"),
     export_checkpoint: Path | None = typer.Option(
         None, help="ppo: skip training; export and evaluate this SB3 checkpoint (e.g. --out/ppo_600000.zip)"
     ),
-    overwrite: bool = typer.Option(False, help="Replace an existing agent / run in --out"),
 ) -> None:
     """Train an agent to explain: SB3 PPO on Atari, or behaviour cloning on the ground-truth env."""
     from vmask_live.agents import TRUST_AGENT_FILES
-    from vmask_live.train_agent import BCConfig, PPOConfig, evaluate_agent, export_ppo, train_bc, train_ppo
+    from vmask_live.train_agent import run_train_agent
 
     with _job():
-        if algo == Algo.bc:
-            path = out if out.suffix == ".safetensors" else out / "agent.safetensors"
-            _, metrics = train_bc(BCConfig(env=env, out=str(path), samples=steps, seed=seed, overwrite=overwrite))
-            console.print(f"agent saved to {path}: {metrics}")
-            return
-        cfg = PPOConfig(
-            env=env,
-            out=str(out),
-            total_steps=steps,
-            n_envs=n_envs,
-            seed=seed,
-            subprocess=subprocess,
-            resume=resume,
-            eval_episodes=eval_episodes,
-            overwrite=overwrite,
-        )
-        cfg.validate()
-        zip_path = export_checkpoint or train_ppo(cfg)
-        agent_path = out / "agent.safetensors"
-        trust = TRUST_AGENT_FILES["on"]
-        export_ppo(zip_path, agent_path, trust_pickle=trust)
-        scores = (
-            {
-                mode: evaluate_agent(
-                    agent_path, env, eval_episodes, seed=seed + 100, deterministic=(mode == "deterministic")
-                )
-                for mode in ("deterministic", "stochastic")
-            }
-            if eval_episodes > 0
-            else {}
-        )
-        export_ppo(zip_path, agent_path, {"eval": scores}, trust_pickle=trust)
-        console.print(f"agent saved to {agent_path}; evaluation: {scores}")
+        path, metrics = run_train_agent(cfg, export_checkpoint=export_checkpoint, trust_pickle=TRUST_AGENT_FILES["on"])
+    if isinstance(cfg, BCConfig):
+        console.print(f"agent saved to {path}: {metrics}")
+    else:
+        console.print(f"agent saved to {path}; evaluation: {metrics}")
 
 
-@app.command()
-def collect(
-    env: str = typer.Option(..., help="Env name"),
-    agent: str = typer.Option(..., help="Agent: default:NAME, .safetensors or SB3 .zip"),
-    out: Path = typer.Option(..., help="Dataset folder"),
-    steps: int = typer.Option(50_000, help="States to store"),
-    n_envs: int = 8,
-    shard_size: int = 5_000,
-    seed: int = 0,
-    deterministic: bool = typer.Option(False, help="Act by arg-max instead of sampling"),
-    resume: bool = False,
-) -> None:
+_REQUIRED = Flag(required=True)
+
+
+@_config_command("collect", ConfigOptions(CollectConfig, flags=dict.fromkeys(("env", "agent", "out"), _REQUIRED)))
+def collect(cfg: CollectConfig) -> None:
     """Collect a dataset of agent-visited states (sharded, resumable) with an 80/10/10 episode split."""
-    from vmask_live.dataset import CollectConfig
     from vmask_live.dataset import collect as run
 
     with _job():
-        ds = run(
-            CollectConfig(
-                env=env,
-                agent=agent,
-                out=str(out),
-                steps=steps,
-                n_envs=n_envs,
-                shard_size=shard_size,
-                seed=seed,
-                deterministic=deterministic,
-                resume=resume,
-            )
-        )
-    console.print(f"{len(ds)} states in {out}: {ds.manifest['counts']}")
+        ds = run(cfg)
+    console.print(f"{len(ds)} states in {cfg.out}: {ds.manifest['counts']}")
 
 
-@app.command()
-def train(
-    data: Path = typer.Option(..., help="Dataset folder from `collect`"),
-    agent: str = typer.Option(..., help="The agent the dataset was collected with"),
-    out: Path = typer.Option(Path("runs/explainer"), help="Run folder"),
-    arch: str = "deeplab",
-    width: int = 16,
-    reference: str = typer.Option("background", help="background | black | mean | blur"),
-    a_max: float = 0.1,
-    area_loss: str = typer.Option("abs", help="abs | hinge | stalder"),
-    lambda_ne: float = 1.0,
-    lambda_area: float = 1.0,
-    lambda_tv: float = 0.0,
-    lambda_l1: float = typer.Option(0.0, help="Plain L1 pull of every map toward empty (the authors' code: 1.0)"),
-    loss_kind: str = typer.Option("visionmask", help="visionmask | explainer (Stalder et al.)"),
-    input_noise: float = typer.Option(0.0, help="Train the explainer on states + U(-x, x) noise (robustness, LLE)"),
-    lr: float = 1e-3,
-    batch_size: int = 32,
-    epochs: int = 10,
-    steps_per_epoch: int | None = None,
-    patience: int = 3,
-    max_minutes: float | None = None,
-    seed: int = 0,
-    resume: bool = False,
-    overwrite: bool = typer.Option(False, help="Replace another run's explainer in --out instead of refusing"),
-    device: str = typer.Option("cpu", help="cpu | cuda | cuda:N | auto"),
-) -> None:
+@_config_command(
+    "train",
+    ConfigOptions(TrainConfig, flags={"data": _REQUIRED, "agent": _REQUIRED, "loss.kind": Flag("loss_kind")}),
+)
+def train(cfg: TrainConfig) -> None:
     """Train a VisionMask explainer against the frozen agent."""
-    from vmask_live.loss import LossConfig
-    from vmask_live.train import TrainConfig
     from vmask_live.train import train as run
 
     with _job():
-        cfg = TrainConfig(
-            data=str(data),
-            agent=agent,
-            out=str(out),
-            arch=arch,
-            width=width,
-            reference=reference,
-            loss=LossConfig(
-                a_max=a_max,
-                area_loss=area_loss,
-                lambda_ne=lambda_ne,
-                lambda_area=lambda_area,
-                lambda_tv=lambda_tv,
-                lambda_l1=lambda_l1,
-                kind=loss_kind,
-            ),
-            input_noise=input_noise,
-            lr=lr,
-            batch_size=batch_size,
-            epochs=epochs,
-            steps_per_epoch=steps_per_epoch,
-            patience=patience,
-            max_minutes=max_minutes,
-            seed=seed,
-            resume=resume,
-            overwrite=overwrite,
-            device=device,
-        )
         res = run(cfg)
     console.print(f"best explainer: {res.path} ({res.seconds:.0f} s, {res.samples_per_s:.0f} samples/s)")
 
 
-@app.command()
-def evaluate(
-    data: Path | None = typer.Option(None, help="Dataset folder from `collect` (its test split is used); or --env"),
-    env: str | None = typer.Option(
-        None, help="Evaluate straight from this env instead of --data: the agent plays it (saved to OUT/states)"
-    ),
-    agent: str | None = typer.Option(
-        None, help="The agent: with --data the one that collected it; with --env default: the bundled default:ENV"
-    ),
-    explainer: str | None = typer.Option(
-        None, help="VisionMask checkpoint (default: the bundled one, only with the bundled agent default:ENV)"
-    ),
-    stalder: str | None = typer.Option(
-        None, help="Explainer (Stalder et al.) checkpoint: `train --loss-kind explainer`"
-    ),
-    methods: str = typer.Option("visionmask", help="Comma-separated methods, or 'all'"),
-    rise_masks: int = typer.Option(2000, help="RISE masks per state"),
-    lime_samples: int = typer.Option(300, help="LIME samples per state"),
-    lle_n: int = typer.Option(50, help="States used for LLE (N neighbours each); 0 skips LLE"),
-    n: int = typer.Option(500, help="Test states"),
-    play_steps: int | None = typer.Option(
-        None, help="With --env: states to play before sampling --n of them (default max(10·n, 2000))"
-    ),
-    allow_mismatch: bool = typer.Option(
-        False, "--allow-mismatch", help="Evaluate an explainer trained for another agent anyway"
-    ),
-    out: Path = typer.Option(Path("runs/eval"), help="Report folder"),
-    seed: int = 0,
-) -> None:
+@_config_command("evaluate", ConfigOptions(EvaluateConfig))
+def evaluate(cfg: EvaluateConfig) -> None:
     """Compare saliency methods side by side on the same test states; writes report.md/json/csv.
 
     Test states: the test split of --data, or straight from --env with no dataset to collect first.
@@ -293,88 +225,29 @@ def evaluate(
     """
     from functools import partial
 
-    from vmask_live.evaluate import EvaluateConfig
     from vmask_live.evaluate import evaluate as run
     from vmask_live.export import load_explainer
 
     with _job():
-        report = run(
-            EvaluateConfig(
-                data=str(data) if data is not None else "",
-                env=env or "",
-                agent=agent or "",
-                explainer=explainer or "",
-                stalder=stalder,
-                methods=methods,
-                n=n,
-                out=str(out),
-                seed=seed,
-                rise_masks=rise_masks,
-                lime_samples=lime_samples,
-                lle_n=lle_n,
-                play_steps=play_steps,
-                allow_mismatch=allow_mismatch,
-            ),
-            compile_explainer=partial(load_explainer, backend="auto"),
-        )
+        report = run(cfg, compile_explainer=partial(load_explainer, backend="auto"))
     console.print(f"report: {report}")
 
 
-@app.command()
-def ablate(
-    data: Path = typer.Option(..., help="Dataset folder"),
-    agent: str = typer.Option(..., help="The dataset's agent"),
-    out: Path = typer.Option(Path("runs/ablation"), help="Sweep folder (finished variants are skipped)"),
-    base: str = typer.Option("{}", help='TrainConfig fields as JSON, e.g. \'{"epochs": 3, "width": 8}\''),
-    groups: str = typer.Option("all", help="area loss, a_max, reference, components, architecture, loss, robustness"),
-    n: int = 300,
-) -> None:
+@_config_command("ablate", ConfigOptions(AblationConfig, flags={"data": _REQUIRED, "agent": _REQUIRED}))
+def ablate(cfg: AblationConfig) -> None:
     """Run the paper's ablations (area loss, a_max, reference, loss components, architecture)."""
-    from vmask_live.ablation import AblationConfig
     from vmask_live.ablation import ablate as run
 
     with _job():
-        path = run(AblationConfig(data=str(data), agent=agent, out=str(out), base=json.loads(base), groups=groups, n=n))
+        path = run(cfg)
     console.print(f"table: {path}")
 
 
-def _live_cfg(env, agent, explainer, backend, scale, fps, episodes, max_steps, seed, deterministic, allow_mismatch):
-    from vmask_live.wrappers.live import LiveConfig
-
-    cfg = LiveConfig(
-        env=env,
-        agent=agent,
-        explainer=explainer,
-        backend=backend,
-        scale=scale,
-        fps=fps,
-        episodes=episodes,
-        max_steps=max_steps,
-        seed=seed,
-        deterministic=deterministic,
-        allow_mismatch=allow_mismatch,
-    )
-    cfg.validate()
-    return cfg
+_LIVE = ConfigOptions(LiveConfig, flags={"deterministic": Flag(negative="stochastic")})
 
 
-_ALLOW_MISMATCH_HELP = "Use the explainer with an agent it was not trained for (its maps then explain another network)"
-
-
-@app.command()
-def play(
-    env: str = typer.Option("MsPacman", help="Env name"),
-    agent: str | None = typer.Option(None, help="Agent (default: the bundled one for --env)"),
-    explainer: str | None = typer.Option(None, help="Explainer (default: the bundled one for --env)"),
-    backend: str = typer.Option("auto", help="auto | onnx | torch | tensorrt"),
-    scale: int | None = typer.Option(None, help="Window scale of the game frame"),
-    fps: float = typer.Option(30.0, help="Frame-rate cap (0: uncapped)"),
-    episodes: int = 1,
-    max_steps: int | None = None,
-    seed: int = 0,
-    deterministic: bool = typer.Option(True, "--deterministic/--stochastic", help="Arg-max or sampled actions"),
-    allow_mismatch: bool = typer.Option(False, help=_ALLOW_MISMATCH_HELP),
-) -> None:
+@_config_command("play", _LIVE)
+def play(cfg: LiveConfig) -> None:
     """Watch the agent play with its saliency overlay in a Pygame window.
 
     With --agent, pass --explainer too: the bundled explainer belongs to the bundled agent only.
@@ -385,39 +258,23 @@ def play(
     from vmask_live.wrappers.live import play as run
 
     with _job():
-        cfg = _live_cfg(
-            env, agent, explainer, backend, scale, fps, episodes, max_steps, seed, deterministic, allow_mismatch
-        )
         stats = run(cfg)
     console.print(
         f"{stats['steps']} steps, {stats['episodes']} episodes, score {stats['score']:.0f}, {stats['fps']:.1f} FPS"
     )
 
 
-@app.command()
-def record(
-    out: Path = typer.Option(..., help="Video file (.mp4)"),
-    env: str = typer.Option("MsPacman", help="Env name"),
-    agent: str | None = None,
-    explainer: str | None = None,
-    backend: str = "auto",
-    scale: int | None = None,
-    fps: float = 30.0,
-    episodes: int = 1,
-    max_steps: int | None = None,
-    seed: int = 0,
-    deterministic: bool = typer.Option(True, "--deterministic/--stochastic", help="Arg-max or sampled actions"),
-    allow_mismatch: bool = typer.Option(False, help=_ALLOW_MISMATCH_HELP),
-) -> None:
+@_config_command("record", _LIVE)
+def record(cfg: LiveConfig, out: Path = typer.Option(..., help="Video file (.mp4)")) -> None:
     """Record the overlay video of the agent playing (finalised even on Ctrl-C or SIGTERM)."""
     from vmask_live.wrappers.live import record as run
 
     with _job(interrupted=f"interrupted; {out} was finalised"):
-        cfg = _live_cfg(
-            env, agent, explainer, backend, scale, fps, episodes, max_steps, seed, deterministic, allow_mismatch
-        )
         stats = run(cfg, out)
     console.print(f"wrote {stats['path']}: {stats['frames']} frames, score {stats['score']:.0f}")
+
+
+_ALLOW_MISMATCH_HELP = "Use the explainer with an agent it was not trained for (its maps then explain another network)"
 
 
 @app.command()

@@ -36,11 +36,8 @@ from __future__ import annotations
 import errno
 import json
 import math
-import numbers
 import os
-import signal
 import socket
-import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -52,10 +49,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from vmask_live.checkpoint import atomic_write_text
+from vmask_live.atomic import atomic_path, atomic_write_text
 from vmask_live.errors import ConfigError, DatasetError
+from vmask_live.interrupt import sigterm_as_interrupt
 from vmask_live.observations import ObsFormat
 from vmask_live.pairing import agent_hash
+from vmask_live.settings import SettingChecks
 
 __all__ = ["CollectConfig", "collect", "Dataset", "DatasetError", "SPLITS", "MIN_EPISODES"]
 
@@ -82,11 +81,6 @@ _OPTIONAL_ARRAYS = ("relevant",)
 # `steps` may change (to no fewer than the states already stored); `agent` (the spec string) and
 # `out` may too, since the agent is pinned by its weight hash and the folder by the manifest.
 _RESUME_FIXED = ("n_envs", "shard_size", "seed", "deterministic", "env_kwargs")
-_CLI_FLAGS = {"steps": "--steps", "n_envs": "--n-envs", "shard_size": "--shard-size", "seed": "--seed"}
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 @dataclass
@@ -102,7 +96,7 @@ class CollectConfig:
     """Agent spec for :func:`vmask_live.load_agent` (``default:NAME``, path)."""
     out: str = "data/beacon"
     """Dataset folder."""
-    steps: int = 20_000
+    steps: int = 50_000
     """Number of states to store (at least 3: one episode each for train, val and test)."""
     n_envs: int = 8
     """Parallel envs (one batched agent call per step); 3 or more guarantee enough episodes."""
@@ -121,34 +115,31 @@ class CollectConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise :class:`~vmask_live.errors.ConfigError` listing every invalid field at once."""
-        problems = []
-        for name in ("steps", "n_envs", "shard_size"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 1:
-                problems.append(f"expected `{name}` ({_CLI_FLAGS[name]}) to be an int >= 1, got {value!r}")
-        if not _is_int(self.seed) or self.seed < 0:
-            problems.append(f"expected `seed` (--seed) to be an int >= 0, got {self.seed!r}")
-        if not isinstance(self.env, str) or not self.env:
-            problems.append(f"expected `env` (--env) to be an env name, got {self.env!r}")
-        if not isinstance(self.agent, str):
-            problems.append(f"expected `agent` (--agent) to be an agent spec string, got {self.agent!r}")
+        """Check every setting, type then value.
+
+        Raises:
+            ConfigError: listing every bad setting at once, each as "expected ..., got ...".
+        """
+        c = SettingChecks("collect")
+        c.integer("steps", self.steps, 1)
+        c.integer("n_envs", self.n_envs, 1)
+        c.integer("shard_size", self.shard_size, 1)
+        c.integer("seed", self.seed, 0)
+        c.text("env", self.env, "an env name (see `vmask-live envs`)")
+        c.text("agent", self.agent, "an agent spec string (default:NAME or a path)", allow_empty=True)
         if not isinstance(self.out, (str, os.PathLike)) or not str(self.out):
-            problems.append(f"expected `out` (--out) to be a folder path, got {self.out!r}")
-        for name in ("deterministic", "resume"):
-            if not isinstance(getattr(self, name), bool):
-                problems.append(f"expected `{name}` to be a bool, got {getattr(self, name)!r}")
+            c.add("out", "a folder path", self.out)
+        c.flag("deterministic", self.deterministic)
+        c.flag("resume", self.resume)
         if not isinstance(self.env_kwargs, dict):
-            problems.append(f"expected `env_kwargs` to be a dict, got {self.env_kwargs!r}")
-        if problems:
-            raise ConfigError("Invalid collect settings: " + "; ".join(problems))
+            c.add("env_kwargs", "a dict of keyword arguments for make_env", self.env_kwargs)
+        c.raise_if_any()
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    # np.save adds ".npy" to a name that lacks it, so it writes to an open file instead
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, arr)
-    os.replace(tmp, path)
 
 
 def _lock_holder(path: Path) -> tuple[str, str]:
@@ -483,82 +474,111 @@ def _start_manifest(
 def _collect_into(
     cfg: CollectConfig, out: Path, manifest: dict[str, Any], agent: Any, env_name: str, progress: bool
 ) -> None:
-    """Step the envs until ``manifest["n_samples"]`` reaches ``cfg.steps``, flushing shards."""
+    """Step the envs until ``manifest["n_samples"]`` reaches ``cfg.steps``, writing shards.
+
+    Raises:
+        KeyboardInterrupt: on Ctrl-C or SIGTERM, after writing the states collected so far.
+    """
     import gymnasium as gym
-    from rich.progress import Progress
 
     from vmask_live.envs import make_env
 
-    manifest_path = out / "manifest.json"
     fns = [lambda: make_env(cfg.env, **cfg.env_kwargs) for _ in range(cfg.n_envs)]
     envs = gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
-    shard_idx = len(manifest["shards"])
-    buf: dict[str, list] = {k: [] for k in _ARRAYS}
-    next_episode = 0
-
-    def flush() -> None:
-        nonlocal shard_idx
-        if not buf["obs"]:
-            return
-        arrays = {k: np.concatenate(v) for k, v in buf.items() if v}
-        for k, arr in arrays.items():
-            _save_npy(out / f"{k}_{shard_idx:05d}.npy", arr)
-        n = len(arrays["obs"])
-        manifest["shards"].append({"index": shard_idx, "n": n, "arrays": sorted(arrays)})
-        manifest["n_samples"] += n
-        # Unfinished episodes continue under new ids after a resume: ids stay unique per episode part.
-        manifest["next_episode"] = next_episode + cfg.n_envs
-        atomic_write_text(manifest_path, json.dumps(manifest, indent=1))
-        shard_idx += 1
-        for v in buf.values():
-            v.clear()
-
-    def _on_term(signum, frame):  # a `kill` flushes like Ctrl-C
-        raise KeyboardInterrupt
-
-    # Signal handlers can only be set from the main thread; elsewhere SIGTERM ends the process as usual.
-    main_thread = threading.current_thread() is threading.main_thread()
-    old = signal.signal(signal.SIGTERM, _on_term) if main_thread else None
-    interrupted = False
+    writer = _ShardWriter(out, manifest, cfg.n_envs)
     try:
-        obs, info = envs.reset(seed=cfg.seed + 1000 * shard_idx)
-        rng = np.random.default_rng(cfg.seed + shard_idx)
-        episodes = np.arange(cfg.n_envs, dtype=np.int64) + int(manifest["next_episode"])
-        next_episode = int(episodes.max()) + 1
-        done = manifest["n_samples"]
-        with Progress(disable=not progress, transient=True) as bar:
-            task = bar.add_task(f"collect {env_name}", total=cfg.steps, completed=done)
-            pending = 0
-            while done + pending < cfg.steps:
-                actions, _, logits = agent.act(obs, deterministic=cfg.deterministic, rng=rng)
-                take = min(cfg.n_envs, cfg.steps - done - pending)
-                buf["obs"].append(np.asarray(obs[:take]).copy())
-                buf["actions"].append(logits[:take].argmax(1).astype(np.int64))
-                buf["logits"].append(logits[:take].astype(np.float32))
-                buf["episodes"].append(episodes[:take].copy())
-                if "relevant_mask" in info:
-                    buf["relevant"].append(np.asarray(info["relevant_mask"][:take], bool))
-                obs, _, term, trunc, info = envs.step(actions)
-                for i in np.flatnonzero(term | trunc):
-                    episodes[i] = next_episode
-                    next_episode += 1
-                pending += take
-                bar.update(task, advance=take)
-                if pending >= cfg.shard_size:
-                    flush()
-                    done, pending = manifest["n_samples"], 0
-            flush()
-    except KeyboardInterrupt:
-        interrupted = True
-        flush()
+        with sigterm_as_interrupt():  # a `kill` writes the buffered states like Ctrl-C
+            try:
+                _step_envs(cfg, envs, agent, writer, env_name, progress)
+            except KeyboardInterrupt:
+                writer.flush()
+                raise KeyboardInterrupt(
+                    f"collect interrupted; {writer.stored} states saved in {out}, rerun with --resume"
+                ) from None
     finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, old)
         envs.close()
-    if interrupted:
-        raise KeyboardInterrupt(
-            f"collect interrupted; {manifest['n_samples']} states saved in {out}, rerun with --resume"
-        )
+
+
+def _step_envs(cfg: CollectConfig, envs: Any, agent: Any, writer: _ShardWriter, env_name: str, progress: bool) -> None:
+    """The collect loop: one batched agent call per step of all envs, a shard every ``shard_size`` states."""
+    from rich.progress import Progress
+
+    # Seeded by the first shard to write, so a resumed collect does not replay the episodes it has.
+    obs, info = envs.reset(seed=cfg.seed + 1000 * writer.index)
+    rng = np.random.default_rng(cfg.seed + writer.index)
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task(f"collect {env_name}", total=cfg.steps, completed=writer.stored)
+        while writer.stored + writer.pending < cfg.steps:
+            actions, _, logits = agent.act(obs, deterministic=cfg.deterministic, rng=rng)
+            take = min(cfg.n_envs, cfg.steps - writer.stored - writer.pending)
+            writer.add(obs, logits, info, take)
+            obs, _, term, trunc, info = envs.step(actions)
+            writer.end_episodes(term | trunc)
+            bar.update(task, advance=take)
+            if writer.pending >= cfg.shard_size:
+                writer.flush()
+        writer.flush()
+
+
+class _ShardWriter:
+    """Buffers the states a collect visits and writes them as the dataset's next shards.
+
+    :meth:`flush` writes each array of the shard atomically, then the manifest that lists it, so a
+    shard is part of the dataset only once all its files are complete. The writer also keeps each
+    env's episode id, which the manifest records for a resume.
+    """
+
+    def __init__(self, out: Path, manifest: dict[str, Any], n_envs: int) -> None:
+        self.out, self.manifest, self.n_envs = out, manifest, n_envs
+        self.index = len(manifest["shards"])
+        """Number of the next shard."""
+        self.buffer: dict[str, list[np.ndarray]] = {k: [] for k in _ARRAYS}
+        self.pending = 0
+        """States buffered and not yet written."""
+        self.episodes = np.arange(n_envs, dtype=np.int64) + int(manifest["next_episode"])
+        """Each env's current episode id."""
+        self.next_episode = int(self.episodes.max()) + 1
+
+    @property
+    def stored(self) -> int:
+        """States written so far (the manifest's ``n_samples``)."""
+        return int(self.manifest["n_samples"])
+
+    def add(self, obs: Any, logits: np.ndarray, info: dict[str, Any], take: int) -> None:
+        """Buffer the first ``take`` envs' states; the labels are the arg-max of the agent's ``logits``."""
+        self.buffer["obs"].append(np.asarray(obs[:take]).copy())
+        self.buffer["actions"].append(logits[:take].argmax(1).astype(np.int64))
+        self.buffer["logits"].append(logits[:take].astype(np.float32))
+        self.buffer["episodes"].append(self.episodes[:take].copy())
+        if "relevant_mask" in info:
+            self.buffer["relevant"].append(np.asarray(info["relevant_mask"][:take], bool))
+        self.pending += take
+
+    def end_episodes(self, ended: np.ndarray) -> None:
+        """New episode ids for the envs whose episode ended (a bool per env)."""
+        for i in np.flatnonzero(ended):
+            self.episodes[i] = self.next_episode
+            self.next_episode += 1
+
+    def flush(self) -> None:
+        """Write the buffered states as the next shard and record it in the manifest."""
+        if not self.buffer["obs"]:
+            return
+        # A Ctrl-C inside add() can leave one array a step longer than the others: drop that step.
+        steps = min(len(v) for v in self.buffer.values() if v)
+        arrays = {k: np.concatenate(v[:steps]) for k, v in self.buffer.items() if v}
+        for k, arr in arrays.items():
+            _save_npy(self.out / f"{k}_{self.index:05d}.npy", arr)
+        n = len(arrays["obs"])
+        self.manifest["shards"].append({"index": self.index, "n": n, "arrays": sorted(arrays)})
+        self.manifest["n_samples"] += n
+        # Unfinished episodes continue under new ids after a resume: ids stay unique per episode part.
+        self.manifest["next_episode"] = self.next_episode + self.n_envs
+        atomic_write_text(self.out / "manifest.json", json.dumps(self.manifest, indent=1))
+        self.index += 1
+        self.pending = 0
+        for v in self.buffer.values():
+            v.clear()
 
 
 class Dataset:

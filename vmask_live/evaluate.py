@@ -16,11 +16,9 @@ run never reports stale numbers.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
-import numbers
 import shutil
 import time
 from collections.abc import Callable
@@ -31,10 +29,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from vmask_live.checkpoint import atomic_write_text, tensors_sha256
-from vmask_live.errors import ConfigError, DatasetError, ObservationError, PairingError
+from vmask_live.atomic import atomic_write_bytes, atomic_write_text
+from vmask_live.checkpoint import tensors_sha256
+from vmask_live.errors import DatasetError, ObservationError, PairingError
 from vmask_live.methods import METHODS, CountingAgent, MethodSpec, build_method, check_requirements
 from vmask_live.metrics import evaluate_maps, normalise
+from vmask_live.report import csv_text, markdown_table, metric_columns
+from vmask_live.settings import SettingChecks
 
 __all__ = ["EvaluateConfig", "evaluate", "PAPER_MSPACMAN"]
 
@@ -88,17 +89,20 @@ class EvaluateConfig:
     bundled ``default:ENV`` only when the agent is the bundled ``default:ENV``."""
     stalder: str | None = None
     """Checkpoint trained with ``--loss-kind explainer`` for the Explainer row (optional)."""
-    methods: str = "all"
+    methods: str = "visionmask"
     """Comma-separated names from :data:`vmask_live.methods.METHODS`, or ``all`` (every method
-    whose checkpoint is given: ``explainer`` only with ``stalder``)."""
+    whose checkpoint is given: explainer only with ``stalder``)."""
     n: int = 500
     """Test states (a seeded sample of the test split, or of the played states)."""
     lle_n: int = 50
     """States used for LLE (it explains N neighbours per state: costly for perturbation methods);
     0 skips LLE."""
     lle_eps: float = 0.05
+    """LLE neighbourhood: neighbours are ``clip(s + U(-eps, eps))`` in model space."""
     lle_neighbours: int = 10
+    """Neighbours per state for LLE."""
     insertion_steps: int = 50
+    """Steps of the insertion and deletion curves."""
     rise_masks: int = 2000
     """RISE masks per state (agent passes per frame)."""
     lime_samples: int = 300
@@ -110,7 +114,9 @@ class EvaluateConfig:
     allow_mismatch: bool = False
     """Evaluate an explainer trained for another agent anyway (its maps explain another network)."""
     out: str = "runs/eval"
+    """Report folder: ``report.md``, ``results.json``/``.csv``, figures, cached method results."""
     seed: int = 0
+    """Seed of the test-state sample (and, with ``env``, of the play: ``seed + 10000``)."""
 
 
 def _checkpoint_given(cfg: EvaluateConfig, spec: MethodSpec) -> bool:
@@ -140,63 +146,75 @@ def _default_explainer(cfg: EvaluateConfig, agent_spec: str) -> str:
 
 
 def _validate(cfg: EvaluateConfig, agent_given: bool) -> list[str]:
-    """Check every setting; raise one :class:`ConfigError` naming all bad ones. Returns the methods."""
-    problems = []
+    """Check every setting, type then value; returns the selected methods.
+
+    Raises:
+        ConfigError: listing every bad setting at once, each as "expected ..., got ...".
+    """
+    c = SettingChecks("evaluate")
     if cfg.data and cfg.env:
-        problems.append(
-            f"Expected exactly one source of test states, got both data={cfg.data!r} and env={cfg.env!r}: "
-            "pass a dataset folder (--data) or an env to play (--env), not both"
+        c.add(
+            "data, env",
+            "exactly one source of test states",
+            got=f"both data={cfg.data!r} and env={cfg.env!r}",
+            hint="pass a dataset folder (--data) or an env to play (--env), not both",
         )
     elif not cfg.data and not cfg.env:
-        problems.append(
-            "Expected a source of test states, got neither: pass a dataset folder from `vmask-live collect` "
-            "(--data DIR) or an env for the agent to play (--env NAME, e.g. --env Beacon)"
+        c.add(
+            "data, env",
+            "a source of test states",
+            got="neither",
+            hint="pass a dataset folder from `vmask-live collect` (--data DIR) or an env for the agent to play "
+            "(--env NAME, e.g. --env Beacon)",
         )
     if cfg.env:
-        from vmask_live.envs import canonical_name
+        from vmask_live.envs import canonical_name, known_envs
 
         try:
             canonical_name(cfg.env)
-        except ValueError as err:
-            problems.append(str(err))
-    for name, low, what in (
-        ("n", 1, "test states"),
-        ("lle_n", 0, "LLE states; 0 skips LLE"),
-        ("lle_neighbours", 1, "LLE neighbours"),
-        ("insertion_steps", 1, "insertion/deletion steps"),
-        ("rise_masks", 1, "RISE masks"),
-        ("lime_samples", 1, "LIME samples"),
-        ("ig_steps", 1, "Integrated Gradients steps"),
-    ):
-        value = getattr(cfg, name)
-        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
-            problems.append(f"Expected `{name}` to be an integer >= {low} ({what}), got {value!r}")
-    if not (isinstance(cfg.lle_eps, (int, float)) and cfg.lle_eps > 0):
-        problems.append(f"Expected `lle_eps` > 0, got {cfg.lle_eps!r}")
-    if cfg.play_steps is not None and (not isinstance(cfg.play_steps, numbers.Integral) or cfg.play_steps < 1):
-        problems.append(f"Expected `play_steps` to be an integer >= 1 (or None), got {cfg.play_steps!r}")
+        except ValueError:
+            c.add("env", f"one of {', '.join(known_envs())} (any case)", cfg.env, "see `vmask-live envs`")
+    c.integer("n", cfg.n, 1, what="test states")
+    c.integer("lle_n", cfg.lle_n, 0, what="LLE states; 0 skips LLE")
+    c.integer("lle_neighbours", cfg.lle_neighbours, 1, what="LLE neighbours")
+    c.integer("insertion_steps", cfg.insertion_steps, 1, what="insertion/deletion steps")
+    c.integer("rise_masks", cfg.rise_masks, 1, what="RISE masks")
+    c.integer("lime_samples", cfg.lime_samples, 1, what="LIME samples")
+    c.integer("ig_steps", cfg.ig_steps, 1, what="Integrated Gradients steps")
+    c.number("lle_eps", cfg.lle_eps, low=0, low_open=True)
+    c.integer("play_steps", cfg.play_steps, 1, optional=True)
     names, unknown = _method_names(cfg)
     if unknown:
-        problems.append(f"Unknown methods {unknown}; known methods: {', '.join(METHODS)} (or 'all')")
+        c.add(
+            "methods",
+            f"comma-separated names from {', '.join(METHODS)}, or 'all'",
+            cfg.methods,
+            f"unknown: {', '.join(unknown)}",
+        )
     elif not names:
-        problems.append(f"Expected at least one method, got methods={cfg.methods!r}; known: {', '.join(METHODS)}")
+        c.add("methods", f"at least one of {', '.join(METHODS)}, or 'all'", cfg.methods)
     for name in names:
         spec = METHODS[name]
         if not _checkpoint_given(cfg, spec):
             option = str(spec.checkpoint)
-            problems.append(
-                f"Method {name!r} needs `{option}` (--{option.replace('_', '-')}): {CHECKPOINT_HINTS[option]}"
+            c.add(
+                option,
+                f"{CHECKPOINT_HINTS[option]} (method {name!r} needs it)",
+                getattr(cfg, option),
+                f"pass --{option.replace('_', '-')}",
             )
     agent_spec = _default_agent(cfg, agent_given)
     if not agent_spec and not agent_given:
-        problems.append(f"Expected `agent` (--agent): the agent that collected {cfg.data or 'the dataset'!r}")
+        c.add("agent", f"the agent that collected {cfg.data or 'the dataset'!r}", cfg.agent, "pass --agent")
     if (agent_spec or agent_given) and not _default_explainer(cfg, agent_spec):
-        problems.append(
-            f"Expected `explainer` (--explainer) for agent {agent_spec or 'given'!r}: the bundled explainer is "
-            "the default only with the bundled agent it was trained for (--agent default:ENV)"
+        c.add(
+            "explainer",
+            f"an explainer trained for agent {agent_spec or 'given'!r}",
+            cfg.explainer,
+            "pass --explainer: the bundled explainer is the default only with the bundled agent it was trained for "
+            "(--agent default:ENV)",
         )
-    if problems:
-        raise ConfigError("Invalid evaluate settings:\n" + "\n".join(f"  - {p}" for p in problems))
+    c.raise_if_any()
     return names
 
 
@@ -386,13 +404,75 @@ def evaluate(
         ObservationError, PairingError: an explainer that does not fit or was trained for another agent.
         DatasetError: a dataset collected by another agent.
     """
-    from rich.progress import Progress
+    job = _load_inputs(cfg, agent)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    states = _test_states(cfg, job, out)
+    compile_ = compile_explainer or (lambda exp: exp)
+    stalder = compile_(job.stalder) if job.stalder is not None else None
+    explainers = {"explainer": compile_(job.vmask), "stalder": stalder}
+    vmask = explainers["explainer"]
+    key = _run_key(cfg, job, states, vmask.reference)
+    results, grid_maps = _run_methods(cfg, job, states, explainers, key, out, progress)
+    if states.relevant is not None:
+        results[GROUND_TRUTH] = _ground_truth(cfg, job.agent, states, vmask.reference)
+    x4, a4 = states.x[:4], states.a[:4]
+    counterfactual = _counterfactual(job.agent, vmask, x4, grid_maps)
 
-    from vmask_live import __version__
+    header = _header(cfg, states.source, key["n"], key["lle_n"], vmask.reference)
+    resolved = {
+        "agent": job.agent_label,
+        "explainer": job.explainer_spec,
+        "stalder": cfg.stalder,
+        "states": str(states.ds.path),
+        "key": key,
+    }
+    _write_markdown(out, states.ds.env, header, results)
+    _write_tables(out, cfg, resolved, results)
+    plt = _pyplot()
+    _plot_curves(plt, out, results)
+    _plot_grid(plt, out, grid_maps, x4, a4, vmask.action_names)
+    _plot_counterfactual(plt, out, x4, counterfactual, vmask.action_names)
+    _plot_radar(plt, out, results)
+    return out / "report.md"
+
+
+@dataclass
+class _Inputs:
+    """What one evaluation compares, loaded and checked by :func:`_load_inputs`."""
+
+    names: list[str]
+    """The selected methods."""
+    agent: Any
+    agent_label: str
+    """How the report names the agent (its spec, or its class when passed in)."""
+    explainer_spec: str
+    vmask: Any
+    """The VisionMask explainer (plain :class:`~vmask_live.explainer.Explainer`)."""
+    stalder: Any | None
+    """The ``--stalder`` explainer, when a selected method runs it."""
+    ds: Any | None
+    """The ``data`` dataset (None: the agent plays ``env``)."""
+
+
+@dataclass
+class _TestStates:
+    ds: Any
+    """The dataset the states come from (``data``, or the one played into ``out/states``)."""
+    x: torch.Tensor
+    a: torch.Tensor
+    relevant: torch.Tensor | None
+    source: str
+    """Where the states come from, for the report."""
+
+
+def _load_inputs(cfg: EvaluateConfig, agent: Any) -> _Inputs:
+    """Check the settings and optional packages, load the agent, dataset and explainers, and check
+    that they belong together (shapes, K, the explainers' and the dataset's agent)."""
     from vmask_live.agents import load_agent
     from vmask_live.dataset import Dataset
     from vmask_live.explainer import load_explainer
-    from vmask_live.pairing import agent_hash, check_pairing
+    from vmask_live.pairing import check_pairing
 
     names = _validate(cfg, agent is not None)
     check_requirements(names)
@@ -403,108 +483,151 @@ def evaluate(
     ds = Dataset(cfg.data) if cfg.data else None
     if ds is not None:
         _check_dataset(ds, agent, agent_label)
-    vmask_plain = load_explainer(explainer_spec, backend="none")
-    _check_fit(vmask_plain, explainer_spec, agent, agent_label, "Explainer")
-    stalder_plain = None
+    vmask = load_explainer(explainer_spec, backend="none")
+    _check_fit(vmask, explainer_spec, agent, agent_label, "Explainer")
+    stalder = None
     if cfg.stalder and any(METHODS[name].checkpoint == "stalder" for name in names):  # _validate: given
-        stalder_plain = load_explainer(cfg.stalder, backend="none")
-        _check_fit(stalder_plain, str(cfg.stalder), agent, agent_label, "Explainer (--stalder)")
-    check_pairing(vmask_plain, agent, allow_mismatch=cfg.allow_mismatch)
-    if stalder_plain is not None:
-        check_pairing(stalder_plain, agent, allow_mismatch=cfg.allow_mismatch)
+        stalder = load_explainer(cfg.stalder, backend="none")
+        _check_fit(stalder, str(cfg.stalder), agent, agent_label, "Explainer (--stalder)")
+    check_pairing(vmask, agent, allow_mismatch=cfg.allow_mismatch)
+    if stalder is not None:
+        check_pairing(stalder, agent, allow_mismatch=cfg.allow_mismatch)
+    return _Inputs(names, agent, agent_label, explainer_spec, vmask, stalder, ds)
 
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if ds is None:
-        ds = _play_states(cfg, agent, agent_label, out)
-        x, a, relevant = _sample_all(ds, cfg.n, cfg.seed)
-        source = (
-            f"the {len(ds)} states `{agent_label}` visited playing {ds.env} "
-            f"(play seed {cfg.seed + PLAY_SEED_OFFSET}, stored in `{ds.path}`)"
-        )
-    else:
-        x, a, relevant = ds.sample_split("test", cfg.n, cfg.seed)
-        source = f"the test split of `{cfg.data}`"
-    compile_ = compile_explainer or (lambda exp: exp)
-    vmask = compile_(vmask_plain)
-    stalder = compile_(stalder_plain) if stalder_plain is not None else None
-    reference = vmask.reference
-    n_used = len(a)
-    n_lle = min(cfg.lle_n, n_used)
-    common = {
+
+def _test_states(cfg: EvaluateConfig, job: _Inputs, out: Path) -> _TestStates:
+    """A seeded sample of the dataset's test split, or of the states the agent visits playing ``env``."""
+    if job.ds is not None:
+        x, a, relevant = job.ds.sample_split("test", cfg.n, cfg.seed)
+        return _TestStates(job.ds, x, a, relevant, f"the test split of `{cfg.data}`")
+    ds = _play_states(cfg, job.agent, job.agent_label, out)
+    x, a, relevant = _sample_all(ds, cfg.n, cfg.seed)
+    source = (
+        f"the {len(ds)} states `{job.agent_label}` visited playing {ds.env} "
+        f"(play seed {cfg.seed + PLAY_SEED_OFFSET}, stored in `{ds.path}`)"
+    )
+    return _TestStates(ds, x, a, relevant, source)
+
+
+def _run_key(cfg: EvaluateConfig, job: _Inputs, states: _TestStates, reference: Any) -> dict[str, Any]:
+    """Everything every method's result depends on (each method's cache key adds its own settings)."""
+    from vmask_live import __version__
+    from vmask_live.pairing import agent_hash
+
+    n_used = len(states.a)
+    return {
         "version": __version__,
-        "dataset": _dataset_id(ds),
-        "states": _states_id(x, a),
+        "dataset": _dataset_id(states.ds),
+        "states": _states_id(states.x, states.a),
         "n": n_used,
         "requested_n": cfg.n,
         "seed": cfg.seed,
-        "agent": agent_hash(agent),
-        "explainer": vmask_plain.weights_hash(),
+        "agent": agent_hash(job.agent),
+        "explainer": job.vmask.weights_hash(),
         "reference": _reference_id(reference),
-        "lle_n": n_lle,
+        "lle_n": min(cfg.lle_n, n_used),
         "lle_eps": cfg.lle_eps,
         "lle_neighbours": cfg.lle_neighbours,
         "insertion_steps": cfg.insertion_steps,
     }
-    stalder_hash = stalder_plain.weights_hash() if stalder_plain is not None else None
+
+
+def _run_methods(
+    cfg: EvaluateConfig,
+    job: _Inputs,
+    states: _TestStates,
+    explainers: dict[str, Any],
+    common: dict[str, Any],
+    out: Path,
+    progress: bool,
+) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]:
+    """Each method's result (cached in ``out/methods``, or computed and cached) and its maps of the
+    first four states (for the grid figure)."""
+    from rich.progress import Progress
+
+    stalder_hash = job.stalder.weights_hash() if job.stalder is not None else None
+    reference = explainers["explainer"].reference
+    x, a = states.x, states.a
     (out / "methods").mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
     grid_maps: dict[str, np.ndarray] = {}
     with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task("methods", total=len(names))
-        for name in names:
+        task = bar.add_task("methods", total=len(job.names))
+        for name in job.names:
             path = out / "methods" / f"{name}.json"
             spec = METHODS[name]
-            explainer = {"explainer": vmask, "stalder": stalder}.get(str(spec.checkpoint))
-            counting = CountingAgent(agent)
+            counting = CountingAgent(job.agent)
             settings = {k: getattr(cfg, k) for k in spec.settings}
-            method = build_method(name, counting, reference, explainer, **settings)
+            method = build_method(name, counting, reference, explainers.get(str(spec.checkpoint)), **settings)
             key = _cache_key(cfg, name, common, stalder_hash)
             cached = _load_cached(path, key)
             if cached is not None:
                 results[name] = cached
             else:
-                bar.update(task, description=f"{name}: timing")
-                t0 = time.perf_counter()
-                maps = torch.cat([method.attribute(x[i : i + 16], a[i : i + 16]).float() for i in range(0, n_used, 16)])
-                ms = 1000 * (time.perf_counter() - t0) / n_used
-                passes = counting.states / n_used
-                bar.update(task, description=f"{name}: metrics")
-                res = evaluate_maps(agent, x, a, maps, reference, relevant, cfg.insertion_steps, with_lle=False)
-                if n_lle:
-                    lle_res = evaluate_maps(
-                        agent,
-                        x[:n_lle],
-                        a[:n_lle],
-                        method.attribute,
-                        reference,
-                        None,
-                        2,
-                        cfg.lle_eps,
-                        cfg.lle_neighbours,
-                        with_lle=True,
-                    )
-                    res.update(lle=lle_res["lle"], lle_eps=cfg.lle_eps, lle_neighbours=cfg.lle_neighbours)
-                res.update(lle_n=n_lle, ms_per_frame=ms, agent_passes_per_frame=passes)
-                atomic_write_text(path, json.dumps({"key": key, "result": res}))
-                results[name] = res
+                results[name] = _measure(cfg, name, method, counting, job.agent, states, reference, common, bar, task)
+                atomic_write_text(path, json.dumps({"key": key, "result": results[name]}))
             grid_maps[name] = normalise(method.attribute(x[:4], a[:4]).float()).numpy()
             bar.advance(task)
-    if relevant is not None:
-        # The ceiling: the env's own relevant-pixel mask used as a saliency map (a perfect
-        # explanation); insertion and deletion cannot separate methods that come close to it.
-        oracle = evaluate_maps(agent, x, a, relevant.float(), reference, relevant, cfg.insertion_steps, with_lle=False)
-        results[GROUND_TRUTH] = {**oracle, "ms_per_frame": 0.0, "agent_passes_per_frame": 0.0}
-    header = _header(cfg, source, n_used, n_lle, reference)
-    resolved = {
-        "agent": agent_label,
-        "explainer": explainer_spec,
-        "stalder": cfg.stalder,
-        "states": str(ds.path),
-        "key": common,
-    }
-    _write_reports(cfg, ds.env, header, resolved, out, results, grid_maps, x[:4], a[:4], agent, vmask)
-    return out / "report.md"
+    return results, grid_maps
+
+
+def _measure(
+    cfg: EvaluateConfig,
+    name: str,
+    method: Any,
+    counting: CountingAgent,
+    agent: Any,
+    states: _TestStates,
+    reference: Any,
+    common: dict[str, Any],
+    bar: Any,
+    task: Any,
+) -> dict[str, Any]:
+    """One method's metrics on the test states, its time per frame and agent passes per frame."""
+    x, a, n_used, n_lle = states.x, states.a, common["n"], common["lle_n"]
+    bar.update(task, description=f"{name}: timing")
+    t0 = time.perf_counter()
+    maps = torch.cat([method.attribute(x[i : i + 16], a[i : i + 16]).float() for i in range(0, n_used, 16)])
+    ms = 1000 * (time.perf_counter() - t0) / n_used
+    passes = counting.states / n_used
+    bar.update(task, description=f"{name}: metrics")
+    res = evaluate_maps(agent, x, a, maps, reference, states.relevant, cfg.insertion_steps, with_lle=False)
+    if n_lle:
+        lle_res = evaluate_maps(
+            agent,
+            x[:n_lle],
+            a[:n_lle],
+            method.attribute,
+            reference,
+            None,
+            2,
+            cfg.lle_eps,
+            cfg.lle_neighbours,
+            with_lle=True,
+        )
+        res.update(lle=lle_res["lle"], lle_eps=cfg.lle_eps, lle_neighbours=cfg.lle_neighbours)
+    res.update(lle_n=n_lle, ms_per_frame=ms, agent_passes_per_frame=passes)
+    return res
+
+
+def _ground_truth(cfg: EvaluateConfig, agent: Any, states: _TestStates, reference: Any) -> dict[str, Any]:
+    """The ceiling: the env's own relevant-pixel mask used as a saliency map (a perfect
+    explanation); insertion and deletion cannot separate methods that come close to it."""
+    assert states.relevant is not None
+    x, a, relevant = states.x, states.a, states.relevant
+    oracle = evaluate_maps(agent, x, a, relevant.float(), reference, relevant, cfg.insertion_steps, with_lle=False)
+    return {**oracle, "ms_per_frame": 0.0, "agent_passes_per_frame": 0.0}
+
+
+def _counterfactual(agent: Any, vmask: Any, x4: torch.Tensor, grid_maps: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The first state with the first method's region removed, and the agent's action before and after."""
+    from vmask_live.overlay import overlay
+
+    m = torch.from_numpy(grid_maps[next(iter(grid_maps))][:1])
+    cf = overlay(x4[:1], 1 - m, vmask.reference(x4[:1]))
+    with torch.inference_mode():
+        before, after = int(agent(x4[:1]).argmax()), int(agent(cf).argmax())
+    return {"state": cf, "before": before, "after": after}
 
 
 def _header(cfg: EvaluateConfig, source: str, n_used: int, n_lle: int, reference: Any) -> str:
@@ -527,48 +650,12 @@ def _label(name: str) -> str:
     return METHODS[name].display_name if name in METHODS else name
 
 
-COLUMNS = [
-    ("accuracy", "Acc ↑"),
-    ("deletion", "Del ↓"),
-    ("insertion", "Ins ↑"),
-    ("lle", "LLE ↓"),
-    ("sparseness", "Sp ↑"),
-    ("relevance_mass", "GT mass ↑"),
-    ("pointing_game", "Pointing ↑"),
-    ("ms_per_frame", "ms/frame"),
-    ("agent_passes_per_frame", "agent passes/frame"),
-]
-
-
-def _write_reports(
-    cfg: EvaluateConfig,
-    env: str,
-    header: str,
-    resolved: dict[str, Any],
-    out: Path,
-    results: dict[str, dict[str, Any]],
-    grid_maps: dict[str, np.ndarray],
-    x4: torch.Tensor,
-    a4: torch.Tensor,
-    agent: Any,
-    vmask: Any,
-) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cols = [(k, h) for k, h in COLUMNS if any(k in r for r in results.values())]
-    lines = [
-        f"# Saliency methods on {env}",
-        "",
-        header,
-        "",
-        "| method | " + " | ".join(h for _, h in cols) + " |",
-        "|---" * (len(cols) + 1) + "|",
-    ]
-    for name, r in results.items():
-        lines.append(f"| {name} | " + " | ".join(f"{r[k]:.3g}" if k in r else "–" for k, _ in cols) + " |")
+def _write_markdown(out: Path, env: str, header: str, results: dict[str, dict[str, Any]]) -> None:
+    """``report.md``: the table of every metric any method has, method costs, the paper's numbers."""
+    cols = metric_columns(results.values(), require="any")
+    lines = [f"# Saliency methods on {env}", "", header, ""]
+    rows = [[name, *(r.get(k) for k in cols)] for name, r in results.items()]
+    lines += markdown_table(["method", *cols.values()], rows)
     lines += ["", "Methods (cost per explained frame):", ""]
     lines += [f"- `{n}`: {METHODS[n].display_name}; {METHODS[n].cost}" for n in results if n in METHODS]
     if env == "MsPacman":
@@ -594,15 +681,30 @@ def _write_reports(
         "",
     ]
     atomic_write_text(out / "report.md", "\n".join(lines))
+
+
+def _write_tables(out: Path, cfg: EvaluateConfig, resolved: dict[str, Any], results: dict[str, dict[str, Any]]) -> None:
+    """``results.json`` (settings, what they resolved to, every result with its curves) and ``results.csv``."""
     atomic_write_text(
         out / "results.json", json.dumps({"config": asdict(cfg), "resolved": resolved, "results": results}, indent=1)
     )
-    with open(out / "results.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["method"] + [k for k, _ in cols])
-        for name, r in results.items():
-            w.writerow([name] + [r.get(k, "") for k, _ in cols])
+    cols = metric_columns(results.values(), require="any")
+    rows = [[name, *(r.get(k) for k in cols)] for name, r in results.items()]
+    atomic_write_bytes(out / "results.csv", csv_text(["method", *cols], rows).encode())
 
+
+def _pyplot() -> Any:
+    """``matplotlib.pyplot`` drawing off-screen (evaluate runs on machines without a display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _plot_curves(plt: Any, out: Path, results: dict[str, dict[str, Any]]) -> None:
+    """``curves.png``: every method's insertion and deletion curves."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for name, r in results.items():
         t = np.linspace(0, 1, len(r["insertion_curve"]))
@@ -618,6 +720,16 @@ def _write_reports(
     fig.savefig(out / "curves.png", dpi=90)
     plt.close(fig)
 
+
+def _plot_grid(
+    plt: Any,
+    out: Path,
+    grid_maps: dict[str, np.ndarray],
+    x4: torch.Tensor,
+    a4: torch.Tensor,
+    action_names: list[str],
+) -> None:
+    """``grid.png``: the same frames overlaid by every method (the paper's Figure 2)."""
     from vmask_live.render import blend
 
     frames = (x4[:, -1].numpy() * 255).astype(np.uint8)
@@ -626,7 +738,7 @@ def _write_reports(
     for i, f in enumerate(frames):
         rgb = np.repeat(f[..., None], 3, 2)
         axes[i, 0].imshow(rgb)
-        axes[i, 0].set_title(vmask.action_names[int(a4[i])][:10] if i == 0 else "", fontsize=7)
+        axes[i, 0].set_title(action_names[int(a4[i])][:10] if i == 0 else "", fontsize=7)
         for j, (name, maps) in enumerate(grid_maps.items()):
             axes[i, j + 1].imshow(blend(rgb, maps[i], 0.7))
             if i == 0:
@@ -637,23 +749,25 @@ def _write_reports(
     fig.savefig(out / "grid.png", dpi=90)
     plt.close(fig)
 
-    from vmask_live.overlay import overlay
 
-    m = torch.from_numpy(grid_maps[next(iter(grid_maps))][:1])
-    cf = overlay(x4[:1], 1 - m, vmask.reference(x4[:1]))
-    with torch.inference_mode():
-        before, after = int(agent(x4[:1]).argmax()), int(agent(cf).argmax())
+def _plot_counterfactual(
+    plt: Any, out: Path, x4: torch.Tensor, counterfactual: dict[str, Any], action_names: list[str]
+) -> None:
+    """``counterfactual.png``: a state beside itself with its salient region removed (see :func:`_counterfactual`)."""
     fig, axes = plt.subplots(1, 2, figsize=(6, 3.3))
     axes[0].imshow(x4[0, -1], cmap="gray", vmin=0, vmax=1)
-    axes[0].set_title(f"state: agent picks {vmask.action_names[before]}", fontsize=8)
-    axes[1].imshow(cf[0, -1], cmap="gray", vmin=0, vmax=1)
-    axes[1].set_title(f"its region removed: agent picks {vmask.action_names[after]}", fontsize=8)
+    axes[0].set_title(f"state: agent picks {action_names[counterfactual['before']]}", fontsize=8)
+    axes[1].imshow(counterfactual["state"][0, -1], cmap="gray", vmin=0, vmax=1)
+    axes[1].set_title(f"its region removed: agent picks {action_names[counterfactual['after']]}", fontsize=8)
     for ax in axes:
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(out / "counterfactual.png", dpi=90)
     plt.close(fig)
 
+
+def _plot_radar(plt: Any, out: Path, results: dict[str, dict[str, Any]]) -> None:
+    """``radar.png``: each method's five paper metrics, scaled between the worst and best method."""
     results = {k: v for k, v in results.items() if k != GROUND_TRUTH}
     keys = [("accuracy", False), ("deletion", True), ("insertion", False), ("lle", True), ("sparseness", False)]
     keys = [(k, low) for k, low in keys if all(k in r for r in results.values())]  # no LLE when lle_n = 0

@@ -15,14 +15,11 @@ checkpoints unless told to, and never resumes a run with settings other than the
 from __future__ import annotations
 
 import json
-import math
-import re
-import signal
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -31,10 +28,15 @@ from vmask_live.checkpoint import CheckpointError, load_state, read_checkpoint, 
 from vmask_live.dataset import Dataset, DatasetError
 from vmask_live.errors import ConfigError
 from vmask_live.explainer import Explainer
+from vmask_live.interrupt import sigterm_as_interrupt
 from vmask_live.loss import AREA_LOSSES, LossConfig, visionmask_loss
 from vmask_live.metrics import evaluate_maps
 from vmask_live.model import ARCHITECTURES, build_explainer
 from vmask_live.overlay import REFERENCE_KINDS, Reference
+from vmask_live.settings import SettingChecks
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 __all__ = ["TrainConfig", "train", "train_step", "TrainResult", "RESUMABLE_FIELDS", "LOSS_KINDS"]
 
@@ -55,110 +57,6 @@ RESUMABLE_FIELDS = (
 """TrainConfig fields that may differ from the run's on ``--resume``: they bound or place the run
 (train longer, a new time budget or patience, another device, a moved folder or agent file: the
 agent is still checked against the dataset's hash) without changing what is being trained."""
-
-
-class SettingChecks:
-    """Collects every bad setting of a job config, so that one :class:`ConfigError` lists them all.
-
-    Example:
-        >>> checks = SettingChecks("train")
-        >>> checks.integer("batch_size", -4, minimum=1)
-        >>> checks.number("lr", 0.0, low=0, low_open=True)
-        >>> checks.raise_if_any()
-        Traceback (most recent call last):
-        ...
-        vmask_live.errors.ConfigError: Invalid train settings (2):
-          batch_size: expected an integer >= 1, got -4
-          lr: expected a finite number > 0, got 0.0
-    """
-
-    def __init__(self, job: str) -> None:
-        self.job = job
-        self.problems: list[str] = []
-
-    def add(self, name: str, expected: str, value: Any, hint: str = "") -> None:
-        """Record that ``name`` should be ``expected`` but is ``value`` (``hint``: the fix)."""
-        self.problems.append(f"{name}: expected {expected}, got {value!r}" + (f"; {hint}" if hint else ""))
-
-    def integer(self, name: str, value: Any, minimum: int, *, optional: bool = False) -> None:
-        """An ``int`` (not a bool) ``>= minimum``; ``None`` too when ``optional``."""
-        if optional and value is None:
-            return
-        is_int = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-        if not is_int or value < minimum:
-            self.add(name, f"an integer >= {minimum}" + (" or None" if optional else ""), value)
-
-    def number(
-        self,
-        name: str,
-        value: Any,
-        *,
-        low: float | None = None,
-        high: float | None = None,
-        low_open: bool = False,
-        high_open: bool = False,
-        optional: bool = False,
-    ) -> None:
-        """A finite real number within the bounds (``*_open``: the bound itself is excluded)."""
-        if optional and value is None:
-            return
-        ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-        ok = ok and math.isfinite(value)
-        ok = ok and (low is None or (value > low if low_open else value >= low))
-        ok = ok and (high is None or (value < high if high_open else value <= high))
-        if ok:
-            return
-        if low is not None and high is not None:
-            expected = f"a number in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-        elif low is not None:
-            expected = f"a finite number {'>' if low_open else '>='} {low}"
-        elif high is not None:
-            expected = f"a finite number {'<' if high_open else '<='} {high}"
-        else:
-            expected = "a finite number"
-        self.add(name, expected + (" or None" if optional else ""), value)
-
-    def choice(self, name: str, value: Any, options: tuple[str, ...] | list[str]) -> None:
-        """One of the known names."""
-        if value not in options:
-            self.add(name, "one of " + ", ".join(repr(o) for o in options), value)
-
-    def flag(self, name: str, value: Any) -> None:
-        """A ``bool``."""
-        if not isinstance(value, bool):
-            self.add(name, "True or False", value)
-
-    def device(self, name: str, value: Any) -> None:
-        """``cpu``, ``auto``, ``cuda``/``cuda:N`` where CUDA is available, ``mps`` where MPS is."""
-        names = "'cpu', 'cuda', 'cuda:N' or 'auto'"
-        if value in ("cpu", "auto"):
-            return
-        m = re.fullmatch(r"cuda(?::(\d+))?", value) if isinstance(value, str) else None
-        if m:
-            if not torch.cuda.is_available():
-                self.add(
-                    name,
-                    "'cpu' or 'auto' (CUDA is not available on this machine: no NVIDIA GPU or driver, or a "
-                    "CPU-only torch build)",
-                    value,
-                    "use --device cpu",
-                )
-            elif m.group(1) is not None and int(m.group(1)) >= torch.cuda.device_count():
-                self.add(name, f"a CUDA device index below {torch.cuda.device_count()} (the GPUs found)", value)
-            return
-        if value == "mps":
-            if not torch.backends.mps.is_available():
-                self.add(
-                    name, "'cpu' or 'auto' (Apple MPS is not available on this machine)", value, "use --device cpu"
-                )
-            return
-        self.add(name, names, value)
-
-    def raise_if_any(self) -> None:
-        """Raise one :class:`ConfigError` listing every recorded problem."""
-        if self.problems:
-            listing = "\n  ".join(self.problems)
-            raise ConfigError(f"Invalid {self.job} settings ({len(self.problems)}):\n  {listing}")
 
 
 def resolve_device(device: str) -> str:
@@ -256,8 +154,11 @@ class TrainConfig:
     """Robustness: the explainer sees ``clip(s + U(-ε, ε))`` while its maps are applied to the clean
     ``s``, so nearby states get the same maps (what LLE measures). 0 disables; in [0, 1)."""
     lr: float = 1e-3
+    """AdamW learning rate."""
     weight_decay: float = 1e-4
+    """AdamW weight decay."""
     batch_size: int = 32
+    """States per training step (each goes through the agent 2K times, once per masked state)."""
     epochs: int = 10
     """Epochs in total; raise it with ``resume`` to train a finished run longer."""
     steps_per_epoch: int | None = None
@@ -265,12 +166,15 @@ class TrainConfig:
     patience: int = 3
     """Epochs without validation improvement before stopping."""
     val_samples: int = 256
+    """Validation states scored after every epoch (a seeded sample of the validation split)."""
     val_insertion_steps: int = 20
+    """Insertion/deletion steps of the validation metrics."""
     max_minutes: float | None = None
     """Wall-clock budget; training stops (keeping the best checkpoint) when it is spent."""
     checkpoint_every: int = 200
     """Steps between ``last.safetensors`` writes within an epoch."""
     seed: int = 0
+    """Seed of the weights, the batch order and the validation sample."""
     resume: bool = False
     """Continue the run in ``out`` from ``last.safetensors`` with the run's settings: only ``epochs``
     (to train longer), ``patience``, ``max_minutes``, ``checkpoint_every``, ``device``, ``out`` and
@@ -454,20 +358,113 @@ def train(cfg: TrainConfig, agent=None, progress: bool = True) -> TrainResult:
         ConfigError: bad settings, an occupied or unwritable ``out``, or a resume with other settings.
         DatasetError: the dataset is not the agent's, or smaller than one batch.
         CheckpointError: the saved training state cannot be read or does not fit.
+        KeyboardInterrupt: on Ctrl-C or SIGTERM, after saving ``last.safetensors``.
     """
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    run = _prepare_run(cfg, agent)
+    run.start = time.time() - run.state["seconds"]  # a resumed run's clock goes on from its saved time
+    with sigterm_as_interrupt():  # a `kill` saves the state like Ctrl-C
+        try:
+            with _progress_bar(progress) as bar:
+                while run.state["epoch"] < cfg.epochs:
+                    terms, out_of_time = _train_epoch(run, bar)
+                    row = _validate_epoch(run, terms)
+                    _log_epoch(run, row, bar if progress else None)
+                    patience_spent = _checkpoint_epoch(run, row)
+                    if out_of_time or patience_spent:
+                        break
+        except KeyboardInterrupt:
+            run.save_last()
+            raise KeyboardInterrupt(
+                f"training interrupted; state saved to {run.last_path}, rerun with --resume"
+            ) from None
+    seconds = time.time() - run.start
+    best = Explainer.load(run.best_path)
+    best.to(run.device)
+    return TrainResult(best, run.best_path, run.state["history"], seconds, run.state["samples"] / max(seconds, 1e-9))
 
-    from vmask_live.agents import load_agent
-    from vmask_live.pairing import agent_hash
 
+@dataclass
+class _Run:
+    """What one training run works with: built by :func:`_prepare_run`, advanced by the epoch steps."""
+
+    cfg: TrainConfig
+    device: torch.device
+    ds: Dataset
+    agent: Any
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    """The (sub-sampled) validation states."""
+    steps_per_epoch: int
+    reference: Reference
+    exp: Explainer
+    opt: torch.optim.Optimizer
+    state: dict[str, Any] = field(
+        default_factory=lambda: {
+            "epoch": 0,
+            "step_in_epoch": 0,
+            "best": None,
+            "bad_epochs": 0,
+            "history": [],
+            "seconds": 0.0,
+            "samples": 0,
+        }
+    )
+    """Saved in ``last.safetensors`` with the weights: where the run is (epoch, step in it), the best
+    validation loss, epochs without improvement, the history, seconds and samples so far."""
+    start: float = 0.0
+    """``time.time()`` at which the run would have started, had it never stopped."""
+
+    @property
+    def last_path(self) -> Path:
+        return Path(self.cfg.out) / "last.safetensors"
+
+    @property
+    def best_path(self) -> Path:
+        return Path(self.cfg.out) / "explainer.safetensors"
+
+    @property
+    def log_path(self) -> Path:
+        return Path(self.cfg.out) / "log.jsonl"
+
+    def seconds(self) -> float:
+        return time.time() - self.start
+
+    def save_last(self) -> None:
+        """Write ``last.safetensors`` (atomically) with the time spent so far."""
+        self.state["seconds"] = self.seconds()
+        _save_last(self.last_path, self.exp, self.opt, self.state, self.cfg)
+
+
+def _prepare_run(cfg: TrainConfig, agent: Any) -> _Run:
+    """Check the settings and the run folder, load the data and the agent, build the explainer and
+    its optimiser; then restore the saved state (resume) or clear the folder (a new run)."""
     cfg.validate()
     out = Path(cfg.out)
     saved_state = _check_run_folder(cfg, out)
     ensure_writable_folder(out)
-    last_path, best_path, log_path = out / "last.safetensors", out / "explainer.safetensors", out / "log.jsonl"
-
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # before the agent and the explainer are built: both draw initial weights
     device = torch.device(resolve_device(cfg.device))
+    ds, agent = _load_data_and_agent(cfg, agent, device)
+    train_idx, val_idx, steps_per_epoch = _splits(cfg, ds)
+    exp, reference = _build_explainer(cfg, ds, device)
+    opt = torch.optim.AdamW(exp.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    run = _Run(cfg, device, ds, agent, train_idx, val_idx, steps_per_epoch, reference, exp, opt)
+    if saved_state is not None:
+        tensors, meta = saved_state
+        _load_last(run.last_path, tensors, meta, exp, opt)
+        run.state.update({k: v for k, v in meta.items() if k in run.state})
+    else:
+        # a new run: _check_run_folder allowed this only if nothing is there or overwrite was asked
+        for stale in (run.best_path, run.last_path, run.log_path):
+            stale.unlink(missing_ok=True)
+    return run
+
+
+def _load_data_and_agent(cfg: TrainConfig, agent: Any, device: torch.device) -> tuple[Dataset, Any]:
+    """The dataset and the frozen agent, which must be the agent that collected it."""
+    from vmask_live.agents import load_agent
+    from vmask_live.pairing import agent_hash
+
     ds = Dataset(cfg.data)
     agent = (agent if agent is not None else load_agent(cfg.agent)).to(device).freeze()
     if agent_hash(agent) != ds.manifest["agent_hash"]:
@@ -477,6 +474,11 @@ def train(cfg: TrainConfig, agent=None, progress: bool = True) -> TrainResult:
         )
     if agent.n_actions != ds.n_actions:
         raise DatasetError(f"Agent has {agent.n_actions} actions, dataset {ds.n_actions}")
+    return ds, agent
+
+
+def _splits(cfg: TrainConfig, ds: Dataset) -> tuple[np.ndarray, np.ndarray, int]:
+    """Training states, the (seeded sample of) validation states, and the batches per epoch."""
     train_idx, val_idx = ds.split("train"), ds.split("val")
     steps_per_epoch = len(train_idx) // cfg.batch_size
     if cfg.steps_per_epoch:
@@ -486,6 +488,11 @@ def train(cfg: TrainConfig, agent=None, progress: bool = True) -> TrainResult:
     rng = np.random.default_rng(cfg.seed)
     if len(val_idx) > cfg.val_samples:
         val_idx = np.sort(rng.choice(val_idx, cfg.val_samples, replace=False))
+    return train_idx, val_idx, steps_per_epoch
+
+
+def _build_explainer(cfg: TrainConfig, ds: Dataset, device: torch.device) -> tuple[Explainer, Reference]:
+    """A fresh explainer for the dataset's observations and actions, with its overlay reference."""
     background, mean = ds.statistics()
     c, h, w = ds.obs_format.chw
     reference = Reference.from_data(cfg.reference, background, mean, height=h)
@@ -500,32 +507,12 @@ def train(cfg: TrainConfig, agent=None, progress: bool = True) -> TrainResult:
         ds.action_names,
         {"train_config": json.loads(json.dumps(asdict(cfg))), "env": ds.env, "agent_hash": ds.manifest["agent_hash"]},
     )
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return exp, reference
 
-    state: dict[str, Any] = {
-        "epoch": 0,
-        "step_in_epoch": 0,
-        "best": None,
-        "bad_epochs": 0,
-        "history": [],
-        "seconds": 0.0,
-        "samples": 0,
-    }
-    if saved_state is not None:
-        tensors, meta = saved_state
-        _load_last(last_path, tensors, meta, exp, opt)
-        state.update({k: v for k, v in meta.items() if k in state})
-    else:
-        # a new run: _check_run_folder allowed this only if nothing is there or overwrite was asked
-        for stale in (best_path, last_path, log_path):
-            stale.unlink(missing_ok=True)
 
-    def _on_term(signum, frame):
-        raise KeyboardInterrupt
+def _progress_bar(enabled: bool) -> Progress:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    old = signal.signal(signal.SIGTERM, _on_term)
-    start = time.time() - state["seconds"]
-    stop = False
     cols = [
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -533,67 +520,83 @@ def train(cfg: TrainConfig, agent=None, progress: bool = True) -> TrainResult:
         TimeRemainingColumn(),
         TextColumn("{task.fields[terms]}"),
     ]
-    try:
-        with Progress(*cols, disable=not progress, transient=False) as bar:
-            while state["epoch"] < cfg.epochs and not stop:
-                epoch = state["epoch"]
-                perm = np.random.default_rng(cfg.seed + epoch).permutation(train_idx)
-                task = bar.add_task(
-                    f"epoch {epoch + 1}/{cfg.epochs}", total=steps_per_epoch, completed=state["step_in_epoch"], terms=""
-                )
-                net.train()
-                sums: dict[str, float] = {}
-                first = state["step_in_epoch"]
-                for step in range(state["step_in_epoch"], steps_per_epoch):
-                    idx = perm[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-                    batch = ds.get(idx, ("obs", "actions"))
-                    x = ds.obs_format.to_model(batch["obs"], device)
-                    a = torch.as_tensor(batch["actions"], device=device)
-                    terms = train_step(net, agent, x, a, reference, cfg.loss, opt, cfg.input_noise)
-                    state["samples"] += len(idx)
-                    for k, v in terms.items():
-                        sums[k] = sums.get(k, 0.0) + v
-                    bar.update(
-                        task,
-                        completed=step + 1,
-                        terms=" ".join(f"{k.split('/')[1]}={v / (step + 1 - first):.3f}" for k, v in sums.items()),
-                    )
-                    state["step_in_epoch"] = step + 1
-                    if (step + 1) % cfg.checkpoint_every == 0:
-                        state["seconds"] = time.time() - start
-                        _save_last(last_path, exp, opt, state, cfg)
-                    if cfg.max_minutes and time.time() - start > 60 * cfg.max_minutes:
-                        stop = True
-                        break
-                n_steps = max(1, state["step_in_epoch"] - first)
-                row = {"epoch": epoch + 1, "steps": state["step_in_epoch"], **{k: v / n_steps for k, v in sums.items()}}
-                row.update(_validate(exp, agent, ds, val_idx, cfg, device))
-                row["charts/seconds"] = round(time.time() - start, 1)
-                state["history"].append(row)
-                with log_path.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
-                if progress:
-                    bar.console.print(
-                        f"epoch {epoch + 1}: val loss {row['val/loss']:.3f} acc {row['val/accuracy']:.1f} "
-                        f"ins {row['val/insertion']:.1f} del {row['val/deletion']:.1f}"
-                    )
-                if state["best"] is None or row["val/loss"] < state["best"]:
-                    state["best"], state["bad_epochs"] = row["val/loss"], 0
-                    exp.save(best_path, {"val_metrics": row, "epoch": epoch + 1})
-                else:
-                    state["bad_epochs"] += 1
-                    if state["bad_epochs"] >= cfg.patience:
-                        stop = True
-                state["epoch"], state["step_in_epoch"] = epoch + 1, 0
-                state["seconds"] = time.time() - start
-                _save_last(last_path, exp, opt, state, cfg)
-    except KeyboardInterrupt:
-        state["seconds"] = time.time() - start
-        _save_last(last_path, exp, opt, state, cfg)
-        raise KeyboardInterrupt(f"training interrupted; state saved to {last_path}, rerun with --resume") from None
-    finally:
-        signal.signal(signal.SIGTERM, old)
-    seconds = time.time() - start
-    best = Explainer.load(best_path)
-    best.to(device)
-    return TrainResult(best, best_path, state["history"], seconds, state["samples"] / max(seconds, 1e-9))
+    return Progress(*cols, disable=not enabled, transient=False)
+
+
+def _train_epoch(run: _Run, bar: Progress) -> tuple[dict[str, float], bool]:
+    """Train the current epoch from ``step_in_epoch`` on, writing ``last.safetensors`` every
+    ``checkpoint_every`` steps.
+
+    Returns:
+        The mean of each loss term over the steps taken, and whether the time budget ran out.
+    """
+    cfg, state, ds = run.cfg, run.state, run.ds
+    epoch, first = state["epoch"], state["step_in_epoch"]
+    # seeded by epoch, so a resumed epoch continues the same order
+    perm = np.random.default_rng(cfg.seed + epoch).permutation(run.train_idx)
+    task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=run.steps_per_epoch, completed=first, terms="")
+    run.exp.net.train()
+    sums: dict[str, float] = {}
+    out_of_time = False
+    for step in range(first, run.steps_per_epoch):
+        idx = perm[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+        batch = ds.get(idx, ("obs", "actions"))
+        x = ds.obs_format.to_model(batch["obs"], run.device)
+        a = torch.as_tensor(batch["actions"], device=run.device)
+        terms = train_step(run.exp.net, run.agent, x, a, run.reference, cfg.loss, run.opt, cfg.input_noise)
+        state["samples"] += len(idx)
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + v
+        bar.update(
+            task,
+            completed=step + 1,
+            terms=" ".join(f"{k.split('/')[1]}={v / (step + 1 - first):.3f}" for k, v in sums.items()),
+        )
+        state["step_in_epoch"] = step + 1
+        if (step + 1) % cfg.checkpoint_every == 0:
+            run.save_last()
+        if cfg.max_minutes and run.seconds() > 60 * cfg.max_minutes:
+            out_of_time = True
+            break
+    n_steps = max(1, state["step_in_epoch"] - first)
+    return {k: v / n_steps for k, v in sums.items()}, out_of_time
+
+
+def _validate_epoch(run: _Run, terms: dict[str, float]) -> dict[str, Any]:
+    """The epoch's log row: its mean training losses and the validation metrics."""
+    epoch = run.state["epoch"]
+    row = {"epoch": epoch + 1, "steps": run.state["step_in_epoch"], **terms}
+    row.update(_validate(run.exp, run.agent, run.ds, run.val_idx, run.cfg, run.device))
+    row["charts/seconds"] = round(run.seconds(), 1)
+    return row
+
+
+def _log_epoch(run: _Run, row: dict[str, Any], bar: Progress | None) -> None:
+    """Record the row in the history and ``log.jsonl``; print a summary line (``bar``: where)."""
+    run.state["history"].append(row)
+    with run.log_path.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+    if bar is not None:
+        bar.console.print(
+            f"epoch {row['epoch']}: val loss {row['val/loss']:.3f} acc {row['val/accuracy']:.1f} "
+            f"ins {row['val/insertion']:.1f} del {row['val/deletion']:.1f}"
+        )
+
+
+def _checkpoint_epoch(run: _Run, row: dict[str, Any]) -> bool:
+    """Keep the best explainer, move on to the next epoch and save the state.
+
+    Returns:
+        Whether validation has not improved for ``patience`` epochs (stop early).
+    """
+    state, epoch = run.state, run.state["epoch"]
+    patience_spent = False
+    if state["best"] is None or row["val/loss"] < state["best"]:
+        state["best"], state["bad_epochs"] = row["val/loss"], 0
+        run.exp.save(run.best_path, {"val_metrics": row, "epoch": epoch + 1})
+    else:
+        state["bad_epochs"] += 1
+        patience_spent = state["bad_epochs"] >= run.cfg.patience
+    state["epoch"], state["step_in_epoch"] = epoch + 1, 0
+    run.save_last()
+    return patience_spent

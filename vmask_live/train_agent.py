@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from vmask_live.atomic import atomic_path, atomic_write_text
 from vmask_live.errors import ConfigError
+from vmask_live.settings import SettingChecks
 
-__all__ = ["PPOConfig", "train_ppo", "BCConfig", "train_bc", "export_ppo", "evaluate_agent"]
+__all__ = ["PPOConfig", "train_ppo", "BCConfig", "train_bc", "export_ppo", "evaluate_agent", "run_train_agent"]
 
 PPO_DEFAULT_STEPS = 1_000_000
 BC_DEFAULT_SAMPLES = 10_000
@@ -40,23 +42,30 @@ class PPOConfig:
     """PPO on an Atari game (RL-Zoo ``atari`` hyperparameters)."""
 
     env: str = "MsPacman"
-    """CLI env name (see ``vmask-live envs``)."""
+    """Atari env name (see ``vmask-live envs``)."""
     out: str = "runs/agent"
     """Run folder: periodic SB3 checkpoints, eval log, the final agent checkpoint."""
     total_steps: int | None = PPO_DEFAULT_STEPS
-    """Agent steps over all envs (x4 emulator frames); None: the default (1 000 000), so a CLI can
-    pass an unset ``--steps`` straight through. Raise it with ``resume`` to train longer."""
+    """Agent steps over all envs (x4 emulator frames; None: 1 000 000); raise it with ``resume`` to
+    train longer."""
     n_envs: int = 8
+    """Parallel envs."""
     n_steps: int = 128
+    """Steps per env per rollout."""
     batch_size: int = 256
+    """Minibatch size of the PPO update."""
     n_epochs: int = 4
+    """Passes over each rollout."""
     learning_rate: float = 2.5e-4
     """Initial learning rate, decayed linearly to 0."""
     clip_range: float = 0.1
     """Initial clip range, decayed linearly to 0."""
     ent_coef: float = 0.01
+    """Entropy bonus weight."""
     vf_coef: float = 0.5
+    """Value loss weight."""
     seed: int = 0
+    """Seed of the envs (env i: seed + i) and of PPO; evaluation uses seed + 100."""
     checkpoint_every: int = 100_000
     """Agent steps between atomic SB3 checkpoints (used by ``resume``)."""
     eval_episodes: int = 10
@@ -83,8 +92,6 @@ class PPOConfig:
         Raises:
             ConfigError: listing every bad setting at once, each as "expected ..., got ...".
         """
-        from vmask_live.train import SettingChecks
-
         c = SettingChecks("train-agent (ppo)")
         if not isinstance(self.env, str) or not self.env:
             c.add("env", "an env name (see `vmask-live envs`)", self.env)
@@ -176,7 +183,7 @@ def train_ppo(cfg: PPOConfig) -> Path:
     if not resuming:  # nothing of another run is here, unless overwrite was asked for
         for stale in [*out.glob("ppo_*.zip"), out / "agent.safetensors", out / "train_log.jsonl"]:
             stale.unlink(missing_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    atomic_write_text(out / "config.json", json.dumps(asdict(cfg), indent=2))
     venv = _make_vec_env(cfg)
     ckpt = out / "ppo_latest.zip"
     if resuming:
@@ -214,10 +221,8 @@ def train_ppo(cfg: PPOConfig) -> Path:
                     self.scores.append(float(info["episode"]["r"]))
             if self.num_timesteps - self.last_ckpt >= cfg.checkpoint_every:
                 self.last_ckpt = self.num_timesteps
-                tmp = out / "ppo_latest.tmp.zip"
-                self.model.save(tmp)
-                tmp.replace(ckpt)  # atomic: a kill never leaves a half-written checkpoint
-                self.model.save(out / f"ppo_{self.num_timesteps}.zip")
+                _save_sb3(self.model, ckpt)
+                _save_sb3(self.model, out / f"ppo_{self.num_timesteps}.zip")
                 recent = self.scores[-20:]
                 row = {
                     "steps": self.num_timesteps,
@@ -236,11 +241,15 @@ def train_ppo(cfg: PPOConfig) -> Path:
         reset_num_timesteps=False,
         progress_bar=False,
     )
-    tmp = out / "ppo_latest.tmp.zip"
-    model.save(tmp)
-    tmp.replace(ckpt)
+    _save_sb3(model, ckpt)
     venv.close()
     return ckpt
+
+
+def _save_sb3(model, path: Path) -> None:
+    """``model.save(path)`` atomically: a kill never leaves a half-written checkpoint."""
+    with atomic_path(path, suffix=".zip") as tmp:  # SB3 would add ".zip" to a name that lacks it
+        model.save(tmp)
 
 
 @dataclass
@@ -248,18 +257,23 @@ class BCConfig:
     """Behaviour cloning of a scripted expert (envs whose info has ``expert_action``)."""
 
     env: str = "Beacon"
-    out: str = "runs/beacon-bc/agent.safetensors"
+    """Env with a scripted expert (``info["expert_action"]``), e.g. Beacon."""
+    out: str = "runs/agent/agent.safetensors"
     """Agent checkpoint to write (safetensors + JSON)."""
     samples: int | None = BC_DEFAULT_SAMPLES
-    """Expert-labelled states for training (another 10% are held out); None: the default (10 000),
-    so a CLI can pass an unset ``--steps`` straight through."""
+    """Expert-labelled states for training (None: 10 000); another 10% are held out."""
     epochs: int = 14
+    """Passes over the expert samples."""
     batch_size: int = 128
+    """Samples per Adam step (at most ``samples``)."""
     lr: float = 3e-3
+    """Adam learning rate (the last quarter of training at a fifth of it)."""
     width: int = 8
+    """Channel width of the agent's CNN."""
     noise: float = 0.3
     """Probability of a random action while rolling out, so states off the expert's path are seen."""
     seed: int = 0
+    """Seed of the rollouts (held-out states: seed + 10000) and of the weights."""
     overwrite: bool = False
     """Replace an existing checkpoint at ``out`` (otherwise the job refuses before training)."""
 
@@ -273,8 +287,6 @@ class BCConfig:
         Raises:
             ConfigError: listing every bad setting at once, each as "expected ..., got ...".
         """
-        from vmask_live.train import SettingChecks
-
         c = SettingChecks("train-agent (bc)")
         if not isinstance(self.env, str) or not self.env:
             c.add("env", "an env name with a scripted expert (e.g. 'Beacon')", self.env)
@@ -472,3 +484,46 @@ def evaluate_agent(
         "scores": scores.tolist(),
         "deterministic": deterministic,
     }
+
+
+def run_train_agent(
+    cfg: PPOConfig | BCConfig, *, export_checkpoint: str | Path | None = None, trust_pickle: bool = False
+) -> tuple[Path, dict]:
+    """The ``vmask-live train-agent`` job: train an agent and save it as our agent checkpoint.
+
+    ``BCConfig``: behaviour-clone the expert (:func:`train_bc`); an ``out`` that is not a
+    ``.safetensors`` file is a folder to write ``agent.safetensors`` in. ``PPOConfig``: train (or
+    resume) PPO (:func:`train_ppo`), convert its SB3 zip into ``out/agent.safetensors``, play
+    ``eval_episodes`` full games acting greedily and sampling (seeds from ``seed + 100``), and
+    convert it again with those scores in its metadata.
+
+    Args:
+        cfg: the job's settings; their type picks the algorithm.
+        export_checkpoint: PPO only: skip training, convert and evaluate this SB3 zip instead.
+        trust_pickle: read the SB3 zip with SB3's own (pickle) loader; see :func:`export_ppo`.
+
+    Returns:
+        ``(agent checkpoint, metrics)``: BC's agreement metrics, or PPO's scores per mode
+        (``{"deterministic": ..., "stochastic": ...}``, empty when ``eval_episodes`` is 0).
+
+    Raises:
+        ConfigError: a bad setting (all of them listed), or a run in ``out`` that would be overwritten.
+    """
+    if isinstance(cfg, BCConfig):
+        out = Path(cfg.out)
+        if out.suffix != ".safetensors":
+            cfg = replace(cfg, out=str(out / "agent.safetensors"))
+        _, metrics = train_bc(cfg)
+        return Path(cfg.out), metrics
+    cfg.validate()
+    zip_path = Path(export_checkpoint) if export_checkpoint else train_ppo(cfg)
+    agent_path = Path(cfg.out) / "agent.safetensors"
+    export_ppo(zip_path, agent_path, trust_pickle=trust_pickle)
+    scores = {
+        mode: evaluate_agent(
+            agent_path, cfg.env, cfg.eval_episodes, seed=cfg.seed + 100, deterministic=(mode == "deterministic")
+        )
+        for mode in (("deterministic", "stochastic") if cfg.eval_episodes > 0 else ())
+    }
+    export_ppo(zip_path, agent_path, {"eval": scores}, trust_pickle=trust_pickle)
+    return agent_path, scores

@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from vmask_live.errors import ConfigError, MissingExtraError, NoDisplayError, PairingError
+from vmask_live.errors import MissingExtraError, NoDisplayError, PairingError
 from vmask_live.interrupt import sigterm_as_interrupt
 from vmask_live.render import ViewState
+from vmask_live.settings import SettingChecks
 
 __all__ = ["LiveConfig", "LiveSession", "play", "record", "NoDisplayError"]
 
@@ -29,39 +30,41 @@ class LiveConfig:
     """Options shared by ``play`` and ``record``."""
 
     env: str = "MsPacman"
+    """Env name (see ``vmask-live envs``)."""
     agent: str | None = None
     """Agent path or ``default:NAME`` (None: the bundled default for ``env``)."""
     explainer: str | None = None
     """Explainer checkpoint or ``default:NAME`` (None: the bundled default for ``env``)."""
     backend: str = "auto"
+    """Explainer backend: auto (the fastest here) | onnx | torch | torch-compile | tensorrt | none (eager)."""
     scale: int | None = None
     """Display scale of the rendered frame (None: about 840 px high)."""
     fps: float = 30.0
     """Frame rate cap of the window (0: uncapped) and of the video."""
     episodes: int = 1
+    """Episodes to play."""
     max_steps: int | None = None
+    """Stop after this many steps (None: whole episodes)."""
     seed: int = 0
+    """Seed of the first episode's reset (episode i: seed + i) and of the action sampling."""
     deterministic: bool = True
     """Act by arg-max (the bundled MsPacman agent scores higher so) instead of sampling from the policy."""
     allow_mismatch: bool = False
     """Use an explainer with an agent it was not trained for (its maps then explain another network)."""
 
     def validate(self) -> None:
-        """Raise :class:`~vmask_live.errors.ConfigError` listing every bad setting."""
-        problems = []
-        if not isinstance(self.episodes, int) or self.episodes < 1:
-            problems.append(f"episodes: expected an integer >= 1, got {self.episodes!r}")
-        if self.max_steps is not None and (not isinstance(self.max_steps, int) or self.max_steps < 1):
-            problems.append(f"max_steps: expected None (whole episodes) or an integer >= 1, got {self.max_steps!r}")
-        if self.scale is not None and (not isinstance(self.scale, int) or self.scale < 1):
-            problems.append(f"scale: expected None (about 840 px high) or an integer >= 1, got {self.scale!r}")
-        if not (isinstance(self.fps, (int, float)) and np.isfinite(self.fps) and self.fps >= 0):
-            problems.append(f"fps: expected a number >= 0 (0: uncapped), got {self.fps!r}")
-        backends = ("auto", "onnx", "torch", "torch-compile", "tensorrt", "none")
-        if self.backend not in backends:
-            problems.append(f"backend: expected one of {', '.join(backends)}, got {self.backend!r}")
-        if problems:
-            raise ConfigError("Invalid play/record settings: " + "; ".join(problems))
+        """Check every setting, type then value.
+
+        Raises:
+            ConfigError: listing every bad setting at once, each as "expected ..., got ...".
+        """
+        c = SettingChecks("play/record")
+        c.integer("episodes", self.episodes, 1)
+        c.integer("max_steps", self.max_steps, 1, optional=True, what="None: whole episodes")
+        c.integer("scale", self.scale, 1, optional=True, what="None: about 840 px high")
+        c.number("fps", self.fps, low=0, what="0: uncapped")
+        c.choice("backend", self.backend, ("auto", "onnx", "torch", "torch-compile", "tensorrt", "none"))
+        c.raise_if_any()
 
 
 class LiveSession:

@@ -160,7 +160,8 @@ def test_bad_settings_are_refused_before_anything_runs(tmp_path):
 
     with pytest.raises(
         ConfigError,
-        match=r"episodes: expected an integer >= 1, got 0; max_steps: expected None \(whole episodes\) or an integer >= 1, got -1",
+        match=r"Invalid play/record settings \(2\):\n  episodes: expected an integer >= 1, got 0\n"
+        r"  max_steps: expected an integer >= 1 or None \(None: whole episodes\), got -1$",
     ):
         record(LiveConfig(env="Beacon", max_steps=-1, episodes=0), tmp_path / "x.mp4", progress=False)
     assert not (tmp_path / "x.mp4").exists()
