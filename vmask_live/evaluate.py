@@ -409,9 +409,8 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     states = _test_states(cfg, job, out)
     compile_ = compile_explainer or (lambda exp: exp)
-    stalder = compile_(job.stalder) if job.stalder is not None else None
-    explainers = {"explainer": compile_(job.vmask), "stalder": stalder}
-    vmask = explainers["explainer"]
+    vmask = compile_(job.vmask)
+    explainers = {"explainer": vmask, "stalder": compile_(job.stalder) if job.stalder is not None else None}
     key = _run_key(cfg, job, states, vmask.reference)
     results, grid_maps = _run_methods(cfg, job, states, explainers, key, out, progress)
     if states.relevant is not None:

@@ -13,6 +13,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from vmask_live.atomic import atomic_path, atomic_write_text
 from vmask_live.errors import ConfigError
@@ -236,7 +237,7 @@ def train_ppo(cfg: PPOConfig) -> Path:
             return True
 
     model.learn(
-        total_timesteps=max(cfg.total_steps - done, 0),
+        total_timesteps=max(int(cfg.total_steps or PPO_DEFAULT_STEPS) - done, 0),
         callback=_Progress(),
         reset_num_timesteps=False,
         progress_bar=False,
@@ -293,8 +294,8 @@ class BCConfig:
         c.integer("samples", self.samples, 1)
         c.integer("epochs", self.epochs, 1)
         c.integer("batch_size", self.batch_size, 1)
-        samples_ok = isinstance(self.samples, int) and self.samples >= 1
-        if samples_ok and isinstance(self.batch_size, int) and self.batch_size > self.samples:
+        samples = self.samples if isinstance(self.samples, int) and self.samples >= 1 else None
+        if samples is not None and isinstance(self.batch_size, int) and self.batch_size > samples:
             # otherwise no step is taken and an untrained agent is saved
             c.add("batch_size", f"at most samples ({self.samples})", self.batch_size)
         c.number("lr", self.lr, low=0, low_open=True)
@@ -320,12 +321,14 @@ def rollout_expert(env_name: str, n: int, noise: float, seed: int):
     if "expert_action" not in info:
         raise ConfigError(f"Env {env_name!r} has no scripted expert (no info['expert_action']); use --algo ppo")
     rng = np.random.default_rng(seed)
-    xs, ys = [], []
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    n_actions = int(getattr(envs.single_action_space, "n"))  # noqa: B009 - Discrete, checked by the env registry
     while sum(len(x) for x in xs) < n:
         expert = np.asarray(info["expert_action"], np.int64)
         xs.append(np.asarray(obs).copy())
         ys.append(expert)
-        act = np.where(rng.random(n_envs) < noise, rng.integers(0, envs.single_action_space.n, n_envs), expert)
+        act = np.where(rng.random(n_envs) < noise, rng.integers(0, n_actions, n_envs), expert)
         obs, _, _, _, info = envs.step(act)
     envs.close()
     return np.concatenate(xs)[:n], np.concatenate(ys)[:n]
@@ -356,14 +359,15 @@ def train_bc(cfg: BCConfig, progress: bool = True):
     ensure_writable_folder(out.parent)
     torch.manual_seed(cfg.seed)
     start = time.time()
-    x, y = rollout_expert(cfg.env, cfg.samples, cfg.noise, cfg.seed)
-    xh, yh = rollout_expert(cfg.env, max(cfg.samples // 10, 500), cfg.noise, cfg.seed + 10_000)
+    samples = int(cfg.samples or BC_DEFAULT_SAMPLES)
+    x, y = rollout_expert(cfg.env, samples, cfg.noise, cfg.seed)
+    xh, yh = rollout_expert(cfg.env, max(samples // 10, 500), cfg.noise, cfg.seed + 10_000)
     probe = make_env(cfg.env)
     fmt = ObsFormat.from_space(probe.observation_space)
     names = action_names(probe)
     probe.close()
     c, h, w = fmt.chw
-    kwargs = {"in_channels": c, "n_actions": len(names), "input_size": [h, w], "width": cfg.width}
+    kwargs: dict[str, Any] = {"in_channels": c, "n_actions": len(names), "input_size": [h, w], "width": cfg.width}
     agent = TorchAgent(KeypointCNN(**kwargs), fmt, len(names), 1.0, names)
     opt = torch.optim.Adam(agent.parameters(), lr=cfg.lr)
     xt, yt = fmt.to_model(x), torch.as_tensor(y)
