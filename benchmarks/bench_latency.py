@@ -39,7 +39,7 @@ def _explainer(spec: str):
         return vm.load_explainer(spec, backend="none"), spec
     except FileNotFoundError:
         from vmask_live.explainer import Explainer
-        from vmask_live.model import build_explainer
+        from vmask_live.explainer_nets import build_explainer
         from vmask_live.observations import ObsFormat
         from vmask_live.overlay import Reference
         from vmask_live.testing import tiny_explainer  # noqa: F401 - only for the format helper
@@ -83,7 +83,7 @@ def env_table(env_name: str, spec: str, agent_spec: str, repeats: int) -> None:
     import gymnasium as gym
 
     import vmask_live as vm
-    from vmask_live.wrappers.live import LiveConfig, LiveSession
+    from vmask_live.wrappers.live_app import LiveConfig, LiveSession
 
     exp, _ = _explainer(spec)
     agent = vm.load_agent(agent_spec)

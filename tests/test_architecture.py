@@ -78,7 +78,11 @@ def _core_modules() -> list[Path]:
     [
         ("import vmask_live.export", "vmask_live", ["import vmask_live.export"]),
         ("import vmask_live.exporter", "vmask_live", []),
-        ("def f():\n    from vmask_live.wrappers.live import play", "vmask_live", ["from vmask_live.wrappers.live"]),
+        (
+            "def f():\n    from vmask_live.wrappers.live_app import play",
+            "vmask_live",
+            ["from vmask_live.wrappers.live_app"],
+        ),
         (
             "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from vmask_live.cli import app",
             "vmask_live",

@@ -190,7 +190,7 @@ def test_renamed_and_flattened_options_reach_their_fields():
         "hinge",
     ]
     train = build_config(*_parse(argv))
-    assert isinstance(train, TrainConfig) and train.loss == LossConfig(kind="explainer", a_max=0.02, area_loss="hinge")
+    assert isinstance(train, TrainConfig) and train.loss == LossConfig(kind="stalder", a_max=0.02, area_loss="hinge")
     assert build_config(*_parse(["play", "--stochastic"])).deterministic is False
     ablate = build_config(*_parse(["ablate", "--data", "d", "--agent", "a", "--base", '{"epochs": 3}']))
     assert ablate.base == {"epochs": 3}

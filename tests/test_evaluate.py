@@ -84,7 +84,7 @@ def test_bad_settings_reported_together_before_any_work(tmp_path):
         evaluate(_cfg(tmp_path, env="Beacon", agent="a.zip"), progress=False)
     with pytest.raises(
         ConfigError,
-        match=r"stalder: expected a checkpoint trained with .*--loss-kind explainer.* \(method 'explainer' needs it\), "
+        match=r"stalder: expected a checkpoint trained with .*--loss-kind stalder.* \(method 'explainer' needs it\), "
         r"got None; pass --stalder",
     ):
         evaluate(_cfg(tmp_path, env="Beacon", methods="visionmask,explainer"), progress=False)

@@ -60,7 +60,7 @@ class _CountingAgent(torch.nn.Module):
         return self.lin(x.flatten(1))
 
 
-@pytest.mark.parametrize("kind", ["visionmask", "explainer"])
+@pytest.mark.parametrize("kind", ["visionmask", "stalder", "explainer"])
 def test_all_masked_states_go_through_one_agent_call(kind):
     torch.manual_seed(0)
     B, K = 3, 4

@@ -44,7 +44,7 @@ VARIANTS = [
     _v("components", "+NE+area", **{}),
     _v("components", "+NE+area+TV", **{"loss.lambda_tv": 1.0}),
     _v("architecture", "fcn", arch="fcn"),
-    _v("loss", "Explainer (Stalder et al.)", **{"loss.kind": "explainer"}),
+    _v("loss", "Explainer (Stalder et al.)", **{"loss.kind": "stalder"}),
     _v("robustness", "input noise ±0.05", input_noise=0.05),
 ]
 

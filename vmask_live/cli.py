@@ -26,7 +26,7 @@ from vmask_live.dataset import CollectConfig
 from vmask_live.evaluate import EvaluateConfig
 from vmask_live.train import TrainConfig
 from vmask_live.train_agent import BCConfig, PPOConfig
-from vmask_live.wrappers.live import LiveConfig
+from vmask_live.wrappers.live_app import LiveConfig
 
 app = typer.Typer(
     add_completion=False,
@@ -255,7 +255,7 @@ def play(cfg: LiveConfig) -> None:
     Keys: space pause, → single step, 1..9 action k's map (0 chosen), c contrast, f counterfactual,
     o overlay, r record, s screenshot, q/Esc quit.
     """
-    from vmask_live.wrappers.live import play as run
+    from vmask_live.wrappers.live_app import play as run
 
     with _job():
         stats = run(cfg)
@@ -267,7 +267,7 @@ def play(cfg: LiveConfig) -> None:
 @_config_command("record", _LIVE)
 def record(cfg: LiveConfig, out: Path = typer.Option(..., help="Video file (.mp4)")) -> None:
     """Record the overlay video of the agent playing (finalised even on Ctrl-C or SIGTERM)."""
-    from vmask_live.wrappers.live import record as run
+    from vmask_live.wrappers.live_app import record as run
 
     with _job(interrupted=f"interrupted; {out} was finalised"):
         stats = run(cfg, out)

@@ -58,7 +58,7 @@ GROUND_TRUTH = "ground truth (ceiling)"
 #: How to get the checkpoint a trained method runs (the ``MethodSpec.checkpoint`` options).
 CHECKPOINT_HINTS = {
     "explainer": "a checkpoint from `vmask-live train`",
-    "stalder": "a checkpoint trained with `vmask-live train --loss-kind explainer`",
+    "stalder": "a checkpoint trained with `vmask-live train --loss-kind stalder`",
 }
 
 #: Env mode plays on ``seed + PLAY_SEED_OFFSET``: away from the seeds ``collect`` uses by default,
@@ -88,7 +88,7 @@ class EvaluateConfig:
     """VisionMask checkpoint (also gives the reference value used by every method). Defaults to the
     bundled ``default:ENV`` only when the agent is the bundled ``default:ENV``."""
     stalder: str | None = None
-    """Checkpoint trained with ``--loss-kind explainer`` for the Explainer row (optional)."""
+    """Checkpoint trained with ``--loss-kind stalder`` for the Explainer row (optional)."""
     methods: str = "visionmask"
     """Comma-separated names from :data:`vmask_live.methods.METHODS`, or ``all`` (every method
     whose checkpoint is given: explainer only with ``stalder``)."""

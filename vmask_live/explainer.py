@@ -25,7 +25,7 @@ from torch import nn
 
 from vmask_live.checkpoint import CheckpointError, load_state, read_checkpoint, save_checkpoint, tensors_sha256
 from vmask_live.errors import ConfigError
-from vmask_live.model import build_explainer
+from vmask_live.explainer_nets import build_explainer
 from vmask_live.observations import ObsFormat
 from vmask_live.overlay import Reference
 from vmask_live.types import ActionBatch, AttributionBatch, MapBatch, ModelBatch, ObsBatch

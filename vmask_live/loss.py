@@ -14,9 +14,19 @@ import torch.nn.functional as F
 from vmask_live.errors import ConfigError
 from vmask_live.overlay import overlay
 
-__all__ = ["LossConfig", "visionmask_loss", "area_loss", "negative_entropy", "total_variation", "contrastive_terms"]
+__all__ = [
+    "LOSS_KINDS",
+    "LossConfig",
+    "visionmask_loss",
+    "area_loss",
+    "negative_entropy",
+    "total_variation",
+    "contrastive_terms",
+]
 
 AREA_LOSSES = ("abs", "hinge", "stalder")
+LOSS_KINDS = ("visionmask", "stalder")
+"""``LossConfig.kind`` values: the paper's loss, or the Explainer baseline of Stalder et al."""
 
 
 @dataclass
@@ -39,14 +49,17 @@ class LossConfig:
     """Weight of a plain L1 pull of every map toward empty, ``mean(M)`` (the authors' code adds it
     with weight 1.0 next to eq. 5; 0 disables)."""
     kind: str = "visionmask"
-    """``visionmask`` (row + column CE) or ``explainer`` (Stalder et al. 2022: target CE on the
-    masked state, all other actions' maps as one group that must not yield the target)."""
+    """``visionmask`` (row + column CE) or ``stalder``, the Explainer of Stalder et al. 2022 (target
+    CE on the masked state, all other actions' maps as one group that must not yield the target);
+    ``explainer``, its former name, is read as ``stalder``."""
 
     def __post_init__(self) -> None:
+        if self.kind == "explainer":  # checkpoints and scripts written before the rename
+            self.kind = "stalder"
         if self.area_loss not in AREA_LOSSES:
             raise ConfigError(f"Expected area_loss in {AREA_LOSSES}, got {self.area_loss!r}")
-        if self.kind not in ("visionmask", "explainer"):
-            raise ConfigError(f"Expected kind 'visionmask' or 'explainer', got {self.kind!r}")
+        if self.kind not in LOSS_KINDS:
+            raise ConfigError(f"Expected kind in {LOSS_KINDS}, got {self.kind!r}")
 
 
 def contrastive_terms(Z: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,7 +119,7 @@ def visionmask_loss(
         r: references broadcastable to ``s``.
     """
     B, K = masks.shape[:2]
-    if cfg.kind == "explainer":
+    if cfg.kind == "stalder":
         return _explainer_loss(agent, s, a, masks, r, cfg)
     keep = overlay(s, masks, r)  # (B, K, C, H, W)
     drop = overlay(s, 1 - masks, r)

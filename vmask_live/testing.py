@@ -10,7 +10,7 @@ import torch
 from vmask_live.agents import SmallCNN, TorchAgent
 from vmask_live.envs.beacon import ACTION_NAMES
 from vmask_live.explainer import Explainer
-from vmask_live.model import build_explainer
+from vmask_live.explainer_nets import build_explainer
 from vmask_live.observations import ObsFormat
 from vmask_live.overlay import Reference
 from vmask_live.pairing import agent_hash

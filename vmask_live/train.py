@@ -28,10 +28,10 @@ from vmask_live.checkpoint import CheckpointError, load_state, read_checkpoint, 
 from vmask_live.dataset import Dataset, DatasetError
 from vmask_live.errors import ConfigError
 from vmask_live.explainer import Explainer
+from vmask_live.explainer_nets import ARCHITECTURES, build_explainer
 from vmask_live.interrupt import sigterm_as_interrupt
-from vmask_live.loss import AREA_LOSSES, LossConfig, visionmask_loss
+from vmask_live.loss import AREA_LOSSES, LOSS_KINDS, LossConfig, visionmask_loss
 from vmask_live.metrics import evaluate_maps
-from vmask_live.model import ARCHITECTURES, build_explainer
 from vmask_live.overlay import REFERENCE_KINDS, Reference
 from vmask_live.settings import SettingChecks
 
@@ -40,8 +40,6 @@ if TYPE_CHECKING:
 
 __all__ = ["TrainConfig", "train", "train_step", "TrainResult", "RESUMABLE_FIELDS", "LOSS_KINDS"]
 
-LOSS_KINDS = ("visionmask", "explainer")
-"""``LossConfig.kind`` values (see :mod:`vmask_live.loss`)."""
 
 RESUMABLE_FIELDS = (
     "epochs",

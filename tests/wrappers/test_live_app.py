@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from vmask_live.testing import tiny_agent, tiny_explainer
-from vmask_live.wrappers.live import LiveConfig, NoDisplayError, play, record
+from vmask_live.wrappers.live_app import LiveConfig, NoDisplayError, play, record
 
 
 def _up(img: np.ndarray, scale: int = 2) -> np.ndarray:
@@ -16,7 +16,7 @@ def _up(img: np.ndarray, scale: int = 2) -> np.ndarray:
 def test_headless_play_applies_each_key_to_the_view_and_the_frame(monkeypatch, tmp_path):
     import dataclasses
 
-    import vmask_live.wrappers.live as live
+    import vmask_live.wrappers.live_app as live
     from vmask_live.render import blend, contrast_map
 
     monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
@@ -143,7 +143,7 @@ def test_record_rejects_unwritable_paths(tmp_path):
 
 
 def test_recorder_finalises_on_exception(tmp_path):
-    from vmask_live.wrappers.recording import VideoRecorder
+    from vmask_live.wrappers.video_writer import VideoRecorder
 
     out = tmp_path / "crash.mp4"
     with pytest.raises(RuntimeError):
@@ -169,7 +169,7 @@ def test_bad_settings_are_refused_before_anything_runs(tmp_path):
 
 def test_own_agent_without_explainer_never_falls_back_to_the_bundled_explainer():
     from vmask_live.errors import PairingError
-    from vmask_live.wrappers.live import LiveSession
+    from vmask_live.wrappers.live_app import LiveSession
 
     with pytest.raises(
         PairingError, match="(?s)without --explainer.*bundled Beacon explainer belongs to the bundled agent"
@@ -187,7 +187,7 @@ def test_sigterm_during_record_leaves_a_playable_video(tmp_path):
     out = tmp_path / "term.mp4"
     code = (
         "from vmask_live.testing import tiny_agent, tiny_explainer\n"
-        "from vmask_live.wrappers.live import LiveConfig, record\n"
+        "from vmask_live.wrappers.live_app import LiveConfig, record\n"
         f"record(LiveConfig(env='Beacon', episodes=10**6, scale=1, fps=0), {str(out)!r}, "
         "agent=tiny_agent(), explainer=tiny_explainer(), progress=False)\n"
     )

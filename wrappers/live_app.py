@@ -210,7 +210,7 @@ def play(
     """
     import cv2
 
-    from vmask_live.wrappers.recording import VideoRecorder
+    from vmask_live.wrappers.video_writer import VideoRecorder
 
     session = LiveSession(cfg, agent, explainer)
     session.reset()
@@ -294,7 +294,7 @@ def record(
     """
     from rich.progress import Progress
 
-    from vmask_live.wrappers.recording import VideoRecorder, check_writable
+    from vmask_live.wrappers.video_writer import VideoRecorder, check_writable
 
     cfg.validate()
     check_writable(out)
