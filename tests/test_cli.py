@@ -111,9 +111,13 @@ def test_errors_are_one_line_messages(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
 
 
-@pytest.mark.slow
-def test_train_agent_bc_cli(tmp_path):
-    run("train-agent", "--env", "Beacon", "--algo", "bc", "--out", str(tmp_path / "a.safetensors"))
+def test_train_agent_bc_cli_writes_an_agent_and_never_overwrites_one(tmp_path):
+    path = tmp_path / "a.safetensors"
+    run("train-agent", "--env", "Beacon", "--algo", "bc", "--steps", "500", "--epochs", "2", "--out", str(path))
+    meta = json.loads(run("info", str(path)).stdout)
+    assert meta["format"] == "agent" and meta["arch"] == "keypoint_cnn" and meta["n_actions"] == 5
+    again = run("train-agent", "--env", "Beacon", "--algo", "bc", "--steps", "500", "--out", str(path), check=False)
+    assert again.returncode == 2 and "already exists" in again.stderr
 
 
 @pytest.mark.slow  # MsPacman PPO + a full-game evaluation: ~20 s here, game length set by the agent
