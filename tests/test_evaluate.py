@@ -198,6 +198,7 @@ def test_evaluate_straight_from_env_with_bundled_models(tmp_path):
     # the registry's display names and cost notes explain the rows
     assert "- `gradient`: Vanilla gradient; 1 agent forward + backward pass per frame" in report
     assert "states `default:beacon` visited playing Beacon" in report and "LLE not computed" in report
+    assert "## Objects" not in report  # Beacon has no object annotator: no object metrics
     saved = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert saved["resolved"]["explainer"] == "default:beacon"
     manifest = tmp_path / "eval" / "states" / "manifest.json"

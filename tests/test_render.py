@@ -159,3 +159,63 @@ def test_rgba_frames_lose_their_alpha_channel():
     rgba = np.concatenate([frame, np.full((8, 10, 1), 7, np.uint8)], axis=2)
     out = compose(rgba, _maps(), PROBS, NAMES, ViewState(), show_panel=False)
     assert np.array_equal(out, compose(frame, _maps(), PROBS, NAMES, ViewState(), show_panel=False))
+
+
+# game objects: boxes, the panel's object lines, the object counterfactual ---------------------------
+
+
+def _objects():
+    from vmask_live.objects import GameObject
+
+    return [GameObject("player", 0, (2.0, 1.0, 4.0, 3.0)), GameObject("ghost", 1, (6.0, 4.0, 8.0, 6.0))]
+
+
+def test_object_lines_rank_the_objects_by_their_share_of_the_map():
+    from vmask_live.render import object_lines
+
+    m = np.zeros((20, 20), np.float32)
+    m[4:6, 6:8] = 3.0  # inside ghost 1's box
+    m[1:3, 2:4] = 1.0  # inside the player's box
+    m[15:17, 15:17] = 1.0  # elsewhere, as much mass as the player's: 12 + 4 + 4 in all
+    assert object_lines(m, _objects(), "right") == ["right <- objects:", "  ghost 1: 60%", "  player: 20%"]
+    assert object_lines(np.zeros((20, 20), np.float32), _objects(), "up") == ["up <- objects:", "  none on objects"]
+
+
+def test_draw_boxes_outlines_each_box_scaled_to_the_image():
+    from vmask_live.render import BOX_COLORS, BOX_SELECTED, draw_boxes
+
+    img = np.zeros((40, 40, 3), np.uint8)  # a 20x20 observation drawn at twice its size
+    out = draw_boxes(img, _objects(), (20, 20))
+    want = np.zeros((40, 40), bool)
+    want[2:6, 4:8] = True
+    want[3:5, 5:7] = False  # the player's box (2, 1, 4, 3) -> columns 4..7, rows 2..5, outline only
+    assert np.array_equal((out == BOX_COLORS["player"]).all(2), want)
+    assert (out[8, 12:16] == BOX_COLORS["ghost"]).all() and (out[8:12, 12] == BOX_COLORS["ghost"]).all()
+    assert not img.any()  # not drawn in place
+    sel = draw_boxes(img, _objects(), (20, 20), selected="ghost 1")
+    assert (sel[8, 12:16] == BOX_SELECTED).all() and np.array_equal(sel[:7], out[:7])
+
+
+def test_compose_lists_objects_and_draws_boxes_only_when_asked():
+    from vmask_live.render import ObjectCounterfactual, draw_boxes, object_lines
+
+    frame, maps = _frame(40, 40), _maps(h=20, w=20)
+    objs = _objects()
+    plain = compose(frame, maps, PROBS, NAMES, ViewState(), show_panel=False)
+    assert np.array_equal(compose(frame, maps, PROBS, NAMES, ViewState(), show_panel=False, objects=objs), plain)
+    boxed = compose(frame, maps, PROBS, NAMES, ViewState(boxes=True), scale=2, show_panel=False, objects=objs)
+    assert np.array_equal(boxed, draw_boxes(plain.repeat(2, 0).repeat(2, 1), objs, (20, 20)))
+    tall, tall_maps = _frame(300, 40), _maps(h=300, w=40)
+    out = compose(tall, tall_maps, PROBS, NAMES, ViewState(), objects=objs)
+    lines = ["map: right", *object_lines(tall_maps[2], objs, "right")]
+    assert np.array_equal(out[:, 40:], panel(300, NAMES, PROBS, 2, 2, lines))
+    # the object mode: grey state without the object, its box outlined, the agent's new action and delta p
+    cf = np.linspace(0, 1, 300 * 40, dtype=np.float32).reshape(300, 40)
+    ocf = ObjectCounterfactual("ghost 1", cf, 3, 2, 0.6, 0.25)
+    view = ViewState(mode="object", object_name="ghost 1")
+    out = compose(tall, tall_maps, PROBS, NAMES, view, objects=objs, object_counterfactual=ocf)
+    grey = np.repeat((cf * 255).astype(np.uint8)[..., None], 3, 2)
+    assert np.array_equal(out[:, :40], draw_boxes(grey, objs[1:], (300, 40), "ghost 1"))
+    lines = ["without ghost 1", "agent now: left", "p(right) 0.60->0.25", "  delta p -0.35"]
+    lines += object_lines(tall_maps[2], objs, "right")
+    assert np.array_equal(out[:, 40:], panel(300, NAMES, PROBS, 2, 2, lines))

@@ -253,7 +253,7 @@ def play(cfg: LiveConfig) -> None:
     With --agent, pass --explainer too: the bundled explainer belongs to the bundled agent only.
 
     Keys: space pause, → single step, 1..9 action k's map (0 chosen), c contrast, f counterfactual,
-    o overlay, r record, s screenshot, q/Esc quit.
+    o overlay, b object boxes, x remove one object, r record, s screenshot, q/Esc quit.
     """
     from vmask_live.wrappers.live_app import play as run
 

@@ -2,7 +2,11 @@
 
 A dataset folder holds ``manifest.json`` and, per shard ``i``, ``obs_i.npy`` (raw observations),
 ``actions_i.npy`` (the agent's arg-max action, the label), ``logits_i.npy``, ``episodes_i.npy``
-and, when the env reports it, ``relevant_i.npy`` (bool masks). ``background.npy`` is the
+and, when the env reports it, ``relevant_i.npy`` (bool masks). Where the game has an object
+annotator (:func:`vmask_live.objects.annotator_for`), ``objects_i.npy`` holds each state's objects:
+``(n, MAX_OBJECTS, 6)`` float32 rows ``[category index, id, x0, y0, x1, y1]`` (boxes in observation
+pixels, ``x1``/``y1`` exclusive), padded with NaN rows; the manifest's ``object_categories`` names
+the category indices (append-only, so indices stay valid across shards). ``background.npy`` is the
 per-pixel median of training observations in model space (the default overlay reference);
 ``mean.npy`` the per-channel mean.
 
@@ -56,7 +60,7 @@ from vmask_live.observations import ObsFormat
 from vmask_live.pairing import agent_hash
 from vmask_live.settings import SettingChecks
 
-__all__ = ["CollectConfig", "collect", "Dataset", "DatasetError", "SPLITS", "MIN_EPISODES"]
+__all__ = ["CollectConfig", "collect", "Dataset", "DatasetError", "SPLITS", "MIN_EPISODES", "MAX_OBJECTS"]
 
 SPLITS = ("train", "val", "test")
 FORMAT = "vmask-live-dataset"
@@ -75,8 +79,10 @@ _REQUIRED_KEYS = (
     "n_actions",
     "action_names",
 )
-_ARRAYS = ("obs", "actions", "logits", "episodes", "relevant")
-_OPTIONAL_ARRAYS = ("relevant",)
+_ARRAYS = ("obs", "actions", "logits", "episodes", "relevant", "objects")
+_OPTIONAL_ARRAYS = ("relevant", "objects")
+MAX_OBJECTS = 32
+"""Object rows stored per state (NaN-padded); an annotator giving more fails the collect."""
 # Settings a resume must share with the manifest: they decide what the stored states are.
 # `steps` may change (to no fewer than the states already stored); `agent` (the spec string) and
 # `out` may too, since the agent is pinned by its weight hash and the folder by the manifest.
@@ -229,6 +235,7 @@ def _expected_array(manifest: dict[str, Any], key: str, n: int) -> tuple[tuple[i
         "logits": ((n, int(manifest["n_actions"])), "float32"),
         "episodes": ((n,), "int64"),
         "relevant": (None, "bool"),  # mask layout is the env's; its length is checked below
+        "objects": ((n, int(manifest.get("max_objects", MAX_OBJECTS)), 6), "float32"),
     }[key]
 
 
@@ -482,10 +489,11 @@ def _collect_into(
     import gymnasium as gym
 
     from vmask_live.envs import make_env
+    from vmask_live.objects import annotator_for
 
     fns = [lambda: make_env(cfg.env, **cfg.env_kwargs) for _ in range(cfg.n_envs)]
     envs = gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
-    writer = _ShardWriter(out, manifest, cfg.n_envs)
+    writer = _ShardWriter(out, manifest, cfg.n_envs, annotator_for(envs.envs[0]))
     try:
         with sigterm_as_interrupt():  # a `kill` writes the buffered states like Ctrl-C
             try:
@@ -511,7 +519,7 @@ def _step_envs(cfg: CollectConfig, envs: Any, agent: Any, writer: _ShardWriter, 
         while writer.stored + writer.pending < cfg.steps:
             actions, _, logits = agent.act(obs, deterministic=cfg.deterministic, rng=rng)
             take = min(cfg.n_envs, cfg.steps - writer.stored - writer.pending)
-            writer.add(obs, logits, info, take)
+            writer.add(obs, logits, info, take, writer.annotate(envs, take))
             obs, _, term, trunc, info = envs.step(actions)
             writer.end_episodes(term | trunc)
             bar.update(task, advance=take)
@@ -528,8 +536,13 @@ class _ShardWriter:
     env's episode id, which the manifest records for a resume.
     """
 
-    def __init__(self, out: Path, manifest: dict[str, Any], n_envs: int) -> None:
+    def __init__(self, out: Path, manifest: dict[str, Any], n_envs: int, annotator: Any = None) -> None:
         self.out, self.manifest, self.n_envs = out, manifest, n_envs
+        self.annotator = annotator
+        """The game's object annotator (:func:`vmask_live.objects.annotator_for`), or ``None``."""
+        if annotator is not None:
+            manifest.setdefault("object_categories", [])
+            manifest.setdefault("max_objects", MAX_OBJECTS)
         self.index = len(manifest["shards"])
         """Number of the next shard."""
         self.buffer: dict[str, list[np.ndarray]] = {k: [] for k in _ARRAYS}
@@ -544,15 +557,50 @@ class _ShardWriter:
         """States written so far (the manifest's ``n_samples``)."""
         return int(self.manifest["n_samples"])
 
-    def add(self, obs: Any, logits: np.ndarray, info: dict[str, Any], take: int) -> None:
-        """Buffer the first ``take`` envs' states; the labels are the arg-max of the agent's ``logits``."""
+    def add(
+        self, obs: Any, logits: np.ndarray, info: dict[str, Any], take: int, objects: list[list[Any]] | None = None
+    ) -> None:
+        """Buffer the first ``take`` envs' states; the labels are the arg-max of the agent's ``logits``;
+        ``objects``: each state's :class:`~vmask_live.objects.GameObject` list, where the game has them."""
         self.buffer["obs"].append(np.asarray(obs[:take]).copy())
         self.buffer["actions"].append(logits[:take].argmax(1).astype(np.int64))
         self.buffer["logits"].append(logits[:take].astype(np.float32))
         self.buffer["episodes"].append(self.episodes[:take].copy())
         if "relevant_mask" in info:
             self.buffer["relevant"].append(np.asarray(info["relevant_mask"][:take], bool))
+        if objects is not None:
+            self.buffer["objects"].append(self._object_rows(objects))
         self.pending += take
+
+    def annotate(self, envs: Any, take: int) -> list[list[Any]] | None:
+        """The objects of the first ``take`` envs' current states (``None``: the game has no annotator).
+
+        Called before the step, so each env's RAM is the state of the observation being stored (with
+        same-step autoreset that is the new episode's first state after an episode ends).
+        """
+        from vmask_live.objects import annotate
+
+        if self.annotator is None:
+            return None
+        return [annotate(env, self.annotator) or [] for env in envs.envs[:take]]
+
+    def _object_rows(self, objects: list[list[Any]]) -> np.ndarray:
+        """``(len(objects), max_objects, 6)`` rows ``[category index, id, x0, y0, x1, y1]``, NaN-padded."""
+        categories: list[str] = self.manifest["object_categories"]
+        m = int(self.manifest["max_objects"])
+        rows = np.full((len(objects), m, 6), np.nan, dtype=np.float32)
+        for i, objs in enumerate(objects):
+            if len(objs) > m:
+                raise DatasetError(
+                    f"The object annotator gave {len(objs)} objects for one state, more than the {m} a dataset "
+                    "stores per state; the annotator is probably reading the wrong RAM bytes (fix it), or raise "
+                    "vmask_live.dataset.MAX_OBJECTS for a game with that many objects"
+                )
+            for j, obj in enumerate(objs):
+                if obj.category not in categories:
+                    categories.append(obj.category)
+                rows[i, j] = (categories.index(obj.category), obj.id, *obj.box)
+        return rows
 
     def end_episodes(self, ended: np.ndarray) -> None:
         """New episode ids for the envs whose episode ended (a bool per env)."""
@@ -613,6 +661,8 @@ class Dataset:
         self.actions = np.concatenate([s["actions"] for s in self._shards])
         self.episodes = np.concatenate([s["episodes"] for s in self._shards])
         self.has_relevant = all("relevant" in s for s in self._shards)
+        self.has_objects = all("objects" in s for s in self._shards) and "object_categories" in self.manifest
+        """Whether every state has its objects stored (``get(idx, ("objects",))``; see the module docstring)."""
         self._split_ids = _split_episodes(self.episodes)
 
     def __len__(self) -> int:
@@ -629,6 +679,11 @@ class Dataset:
     @property
     def action_names(self) -> list[str]:
         return list(self.manifest["action_names"])
+
+    @property
+    def object_categories(self) -> list[str]:
+        """Names of the category indices in the ``objects`` rows (empty without objects)."""
+        return list(self.manifest.get("object_categories", []))
 
     @property
     def complete(self) -> bool:
@@ -689,6 +744,11 @@ class Dataset:
             out[k] = res
         return out
 
+    def sample_indices(self, split: str, n: int, seed: int = 0) -> np.ndarray:
+        """The sorted indices :meth:`sample_split` draws (to read other fields of the same states)."""
+        idx = self.split(split)
+        return np.sort(np.random.default_rng(seed).choice(idx, min(n, len(idx)), replace=False))
+
     def sample_split(
         self, split: str, n: int, seed: int = 0, device: str = "cpu"
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -698,8 +758,7 @@ class Dataset:
             ``(x, actions, relevant)``: ``(n, C, H, W)`` float, ``(n,)`` long, and the bool relevant
             masks ``(n, H, W)`` when the env reports them (else ``None``).
         """
-        idx = self.split(split)
-        idx = np.sort(np.random.default_rng(seed).choice(idx, min(n, len(idx)), replace=False))
+        idx = self.sample_indices(split, n, seed)
         fields = ("obs", "actions", "relevant") if self.has_relevant else ("obs", "actions")
         d = self.get(idx, fields)
         x = self.obs_format.to_model(d["obs"], device)

@@ -8,7 +8,12 @@ they are not an explainer's training states).
 Writes to ``out/``: ``report.md`` (the table, with the paper's Table 1 row for MsPacman),
 ``results.json`` / ``results.csv``, ``curves.png`` (insertion and deletion), ``grid.png`` (the same
 frames overlaid by every method, like the paper's Figure 2), ``counterfactual.png`` and
-``radar.png``. Each method's result is saved under ``out/methods/`` as soon as it is done, keyed by
+``radar.png``. Where the states have game objects (a dataset collected with an object
+annotator, :mod:`vmask_live.objects`), every method is also scored on them
+(:mod:`vmask_live.object_metrics`: mass on the actors and each category against the shuffled
+control, pointing game), beside a uniform map (the area shares) and a static layout prior, with
+how often the agent's action flips when each category is removed; ``report.md`` gets an "Objects"
+table. Each method's result is saved under ``out/methods/`` as soon as it is done, keyed by
 everything that produced it (states, agent, explainer weights and reference, settings, package
 version), so an interrupted evaluation resumes with the methods that are missing and a changed
 run never reports stale numbers.
@@ -34,6 +39,17 @@ from vmask_live.checkpoint import tensors_sha256
 from vmask_live.errors import DatasetError, ObservationError, PairingError
 from vmask_live.methods import METHODS, CountingAgent, MethodSpec, build_method, check_requirements
 from vmask_live.metrics import evaluate_maps, normalise
+from vmask_live.object_metrics import (
+    ACTORS,
+    ObjectSettings,
+    category_flips,
+    object_scores,
+    region_areas,
+    region_masks,
+    shuffle_partners,
+    static_prior_maps,
+    uniform_maps,
+)
 from vmask_live.report import csv_text, markdown_table, metric_columns
 from vmask_live.settings import SettingChecks
 
@@ -64,6 +80,10 @@ CHECKPOINT_HINTS = {
 #: Env mode plays on ``seed + PLAY_SEED_OFFSET``: away from the seeds ``collect`` uses by default,
 #: so the states are not those a bundled or freshly trained explainer was trained on.
 PLAY_SEED_OFFSET = 10_000
+
+#: Rows of the Objects table that score fixed maps instead of a method's.
+UNIFORM = "uniform map (area share)"
+STATIC_PRIOR = "static prior (other episodes' actor positions)"
 
 #: Parallel envs when playing: states from 10 games at once, and episodes 0-9 all start together,
 #: so every 80/10/10 split bucket (``episode % 10``) of ``out/states`` holds states however long
@@ -109,6 +129,9 @@ class EvaluateConfig:
     """LIME samples per state (agent passes per frame)."""
     ig_steps: int = 32
     """Integrated Gradients steps per state (agent forward + backward passes per frame)."""
+    object_dilate: int = 2
+    """Where the states have game objects: their boxes are dilated by this many observation pixels
+    for the Objects table (sprites are small and move between the stacked frames)."""
     play_steps: int | None = None
     """With ``env``: states to play before sampling ``n`` of them (default ``max(10·n, 2000)``)."""
     allow_mismatch: bool = False
@@ -182,6 +205,7 @@ def _validate(cfg: EvaluateConfig, agent_given: bool) -> list[str]:
     c.integer("lime_samples", cfg.lime_samples, 1, what="LIME samples")
     c.integer("ig_steps", cfg.ig_steps, 1, what="Integrated Gradients steps")
     c.number("lle_eps", cfg.lle_eps, low=0, low_open=True)
+    c.integer("object_dilate", cfg.object_dilate, 0, what="box dilation in pixels")
     c.integer("play_steps", cfg.play_steps, 1, optional=True)
     names, unknown = _method_names(cfg)
     if unknown:
@@ -263,6 +287,18 @@ def _check_dataset(ds: Any, agent: Any, agent_spec: str) -> None:
         )
 
 
+def _has_annotator(env_name: str) -> bool:
+    """Whether ``collect`` stores objects for ``env_name`` (its game has a registered annotator)."""
+    from vmask_live.envs import make_env
+    from vmask_live.objects import annotator_for
+
+    probe = make_env(env_name)
+    try:
+        return annotator_for(probe) is not None
+    finally:
+        probe.close()
+
+
 def _play_states(cfg: EvaluateConfig, agent: Any, agent_spec: str, out: Path) -> Any:
     """Let the agent play ``cfg.env`` into ``out/states`` (reused when made by the same play)."""
     from vmask_live.dataset import FORMAT, CollectConfig, Dataset, collect
@@ -297,6 +333,8 @@ def _play_states(cfg: EvaluateConfig, agent: Any, agent_spec: str, out: Path) ->
             and manifest.get("n_samples") == steps
             and all(made.get(k) == getattr(play, k) for k in ("steps", "n_envs", "seed", "deterministic"))
             and not made.get("env_kwargs")
+            # states played before the game had an object annotator lack objects: play again
+            and ("object_categories" in manifest) == _has_annotator(play.env)
         )
         if same:
             try:
@@ -315,13 +353,57 @@ def _play_states(cfg: EvaluateConfig, agent: Any, agent_spec: str, out: Path) ->
     return collect(play, agent=agent, progress=False)
 
 
-def _sample_all(ds: Any, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """A seeded sample of ``n`` of all states of ``ds`` (freshly played: none were trained on)."""
-    idx = np.sort(np.random.default_rng(seed).choice(len(ds), min(n, len(ds)), replace=False))
+def _read_states(ds: Any, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """States ``idx`` of ``ds`` in model space, their actions and (where stored) relevant masks."""
     fields = ("obs", "actions", "relevant") if ds.has_relevant else ("obs", "actions")
     d = ds.get(idx, fields)
     relevant = torch.as_tensor(d["relevant"]) if ds.has_relevant else None
     return ds.obs_format.to_model(d["obs"]), torch.as_tensor(d["actions"]), relevant
+
+
+@dataclass
+class _ObjectStates:
+    """The test states' game objects, as the object metrics use them."""
+
+    settings: ObjectSettings
+    categories: list[str]
+    regions: dict[str, torch.Tensor]
+    """Each state's region masks (:func:`~vmask_live.object_metrics.region_masks`)."""
+    shuffled: dict[str, torch.Tensor]
+    """The region masks of each state's partner from another episode (the shuffled control)."""
+    prior: torch.Tensor
+    """The static prior map of each state (mean actor mask of other episodes)."""
+    digest: str
+    """Id of the objects and the pairing, for the cache key."""
+
+
+def _object_states(ds: Any, idx: np.ndarray, settings: ObjectSettings) -> _ObjectStates | None:
+    """The objects of states ``idx`` with their shuffled partners and static prior, drawn from a
+    seeded pool of all of ``ds``'s states (``None`` when ``ds`` stores no objects)."""
+    if not getattr(ds, "has_objects", False):
+        return None
+    hw = ds.obs_format.chw[1:]
+    categories = ds.object_categories
+    own = ds.get(idx, ("objects", "episodes"))
+    pool = np.sort(np.random.default_rng(settings.seed).choice(len(ds), min(settings.pool, len(ds)), replace=False))
+    pooled = ds.get(pool, ("objects", "episodes"))
+    partners = shuffle_partners(own["episodes"], pooled["episodes"], settings.seed)
+
+    def masks(rows: np.ndarray) -> dict[str, torch.Tensor]:
+        return region_masks(rows, categories, hw, settings.dilate, settings.hud_categories)
+
+    # The pool's actor masks only, in chunks: all regions of 2000 states would take ~100 MB.
+    pool_actors = torch.cat([masks(pooled["objects"][i : i + 256])[ACTORS] for i in range(0, len(pool), 256)])
+    h = hashlib.sha256(np.ascontiguousarray(own["objects"]).tobytes())
+    h.update(np.ascontiguousarray(pooled["objects"][partners]).tobytes())
+    return _ObjectStates(
+        settings,
+        categories,
+        masks(own["objects"]),
+        masks(pooled["objects"][partners]),
+        static_prior_maps(own["episodes"], pooled["episodes"], pool_actors),
+        h.hexdigest()[:16],
+    )
 
 
 def _digest(obj: Any) -> str:
@@ -415,6 +497,7 @@ def evaluate(
     results, grid_maps = _run_methods(cfg, job, states, explainers, key, out, progress)
     if states.relevant is not None:
         results[GROUND_TRUTH] = _ground_truth(cfg, job.agent, states, vmask.reference)
+    objects = _object_summary(job.agent, states, vmask.reference)
     x4, a4 = states.x[:4], states.a[:4]
     counterfactual = _counterfactual(job.agent, vmask, x4, grid_maps)
 
@@ -426,8 +509,8 @@ def evaluate(
         "states": str(states.ds.path),
         "key": key,
     }
-    _write_markdown(out, states.ds.env, header, results)
-    _write_tables(out, cfg, resolved, results)
+    _write_markdown(out, states.ds.env, header, results, objects)
+    _write_tables(out, cfg, resolved, results, objects)
     plt = _pyplot()
     _plot_curves(plt, out, results)
     _plot_grid(plt, out, grid_maps, x4, a4, vmask.action_names)
@@ -463,6 +546,8 @@ class _TestStates:
     relevant: torch.Tensor | None
     source: str
     """Where the states come from, for the report."""
+    objects: _ObjectStates | None = None
+    """The states' game objects (datasets collected with an object annotator)."""
 
 
 def _load_inputs(cfg: EvaluateConfig, agent: Any) -> _Inputs:
@@ -496,16 +581,21 @@ def _load_inputs(cfg: EvaluateConfig, agent: Any) -> _Inputs:
 
 def _test_states(cfg: EvaluateConfig, job: _Inputs, out: Path) -> _TestStates:
     """A seeded sample of the dataset's test split, or of the states the agent visits playing ``env``."""
+    settings = ObjectSettings(dilate=cfg.object_dilate, seed=cfg.seed)
     if job.ds is not None:
-        x, a, relevant = job.ds.sample_split("test", cfg.n, cfg.seed)
-        return _TestStates(job.ds, x, a, relevant, f"the test split of `{cfg.data}`")
+        idx = job.ds.sample_indices("test", cfg.n, cfg.seed)
+        x, a, relevant = _read_states(job.ds, idx)
+        objects = _object_states(job.ds, idx, settings)
+        return _TestStates(job.ds, x, a, relevant, f"the test split of `{cfg.data}`", objects)
     ds = _play_states(cfg, job.agent, job.agent_label, out)
-    x, a, relevant = _sample_all(ds, cfg.n, cfg.seed)
+    # Freshly played: none of these states were trained on, so all of them are test states.
+    idx = np.sort(np.random.default_rng(cfg.seed).choice(len(ds), min(cfg.n, len(ds)), replace=False))
+    x, a, relevant = _read_states(ds, idx)
     source = (
         f"the {len(ds)} states `{job.agent_label}` visited playing {ds.env} "
         f"(play seed {cfg.seed + PLAY_SEED_OFFSET}, stored in `{ds.path}`)"
     )
-    return _TestStates(ds, x, a, relevant, source)
+    return _TestStates(ds, x, a, relevant, source, _object_states(ds, idx, settings))
 
 
 def _run_key(cfg: EvaluateConfig, job: _Inputs, states: _TestStates, reference: Any) -> dict[str, Any]:
@@ -514,7 +604,7 @@ def _run_key(cfg: EvaluateConfig, job: _Inputs, states: _TestStates, reference: 
     from vmask_live.pairing import agent_hash
 
     n_used = len(states.a)
-    return {
+    key = {
         "version": __version__,
         "dataset": _dataset_id(states.ds),
         "states": _states_id(states.x, states.a),
@@ -529,6 +619,10 @@ def _run_key(cfg: EvaluateConfig, job: _Inputs, states: _TestStates, reference: 
         "lle_neighbours": cfg.lle_neighbours,
         "insertion_steps": cfg.insertion_steps,
     }
+    if states.objects is not None:  # absent without objects, so those runs keep their caches
+        obj = states.objects
+        key["objects"] = {**obj.settings.to_dict(), "categories": obj.categories, "states": obj.digest}
+    return key
 
 
 def _run_methods(
@@ -606,7 +700,28 @@ def _measure(
         )
         res.update(lle=lle_res["lle"], lle_eps=cfg.lle_eps, lle_neighbours=cfg.lle_neighbours)
     res.update(lle_n=n_lle, ms_per_frame=ms, agent_passes_per_frame=passes)
+    if states.objects is not None:
+        res.update(object_scores(maps, states.objects.regions, states.objects.shuffled))
     return res
+
+
+def _object_summary(agent: Any, states: _TestStates, reference: Any) -> dict[str, Any] | None:
+    """What the Objects table shows beside the methods: the area shares (a uniform map's mass),
+    the static layout prior's scores, and how often removing each category flips the agent's action."""
+    obj = states.objects
+    if obj is None:
+        return None
+    n, hw = len(states.a), tuple(states.x.shape[-2:])
+    return {
+        "settings": obj.settings.to_dict(),
+        "categories": obj.categories,
+        "areas": region_areas(obj.regions),
+        "rows": {
+            UNIFORM: object_scores(uniform_maps(n, hw), obj.regions, obj.shuffled, with_pointing=False),
+            STATIC_PRIOR: object_scores(obj.prior, obj.regions, obj.shuffled),
+        },
+        "category_flips": category_flips(agent, states.x, states.a, obj.regions, reference),
+    }
 
 
 def _ground_truth(cfg: EvaluateConfig, agent: Any, states: _TestStates, reference: Any) -> dict[str, Any]:
@@ -649,8 +764,64 @@ def _label(name: str) -> str:
     return METHODS[name].display_name if name in METHODS else name
 
 
-def _write_markdown(out: Path, env: str, header: str, results: dict[str, dict[str, Any]]) -> None:
-    """``report.md``: the table of every metric any method has, method costs, the paper's numbers."""
+def _object_columns(categories: list[str]) -> dict[str, str]:
+    """Result keys of the Objects table with their headers (see :func:`~vmask_live.object_metrics.object_scores`)."""
+    cols = {
+        "object_score": "Object score ↑",
+        "actor_mass": "Actor mass",
+        "actor_mass_shuffled": "Actor mass, shuffled",
+        "actor_pointing": "Pointing",
+        "actor_pointing_shuffled": "Pointing, shuffled",
+    }
+    for c in categories:
+        cols[f"mass:{c}"] = f"{c} mass"
+        cols[f"mass_shuffled:{c}"] = f"{c} mass, shuffled"
+    return cols
+
+
+def _object_rows(results: dict[str, dict[str, Any]], objects: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The rows of the Objects table: each method that has object scores, then the fixed-map rows."""
+    rows = {name: r for name, r in results.items() if "object_score" in r}
+    return {**rows, **objects["rows"]}
+
+
+def _object_markdown(results: dict[str, dict[str, Any]], objects: dict[str, Any]) -> list[str]:
+    """The report's Objects section (SPEC §2, "Object mass")."""
+    cfg = objects["settings"]
+    hud = ", ".join(cfg["hud_categories"])
+    cols = _object_columns(objects["categories"])
+    rows = [[n, *(r.get(k) for k in cols)] for n, r in _object_rows(results, objects).items()]
+    areas = objects["areas"]
+    area_text = ", ".join(f"{k.split(':', 1)[1]} {v:.1f}%" for k, v in areas.items())
+    flips = objects["category_flips"]
+    flip_text = "; ".join(
+        f"{c} {f['flip_rate']:.1f}% of {f['states']} states" if f["states"] else f"{c}: never present"
+        for c, f in flips.items()
+    )
+    return [
+        "",
+        "## Objects",
+        "",
+        f"Mass (%) of each method's map of the agent's action on the game's objects (boxes from RAM, dilated "
+        f"{cfg['dilate']} px; actors = every category but {hud}). *Shuffled*: the same map scored against the "
+        f"objects of a state from another episode (seeded pairing, seed {cfg['seed']}): mass that survives "
+        "shuffling is layout bias, not tracking. **Object score = actor mass − shuffled actor mass.** The "
+        f"`{UNIFORM}` row scores a constant map, whose mass is the area share; the `{STATIC_PRIOR}` row "
+        "scores the mean actor mask of other episodes' states, i.e. knowing the usual layout without looking.",
+        "",
+        *markdown_table(["method", *cols.values()], rows),
+        "",
+        f"Area shares: {area_text}.",
+        "",
+        f"Agent's action flips when one category's boxes are replaced by the reference: {flip_text}.",
+    ]
+
+
+def _write_markdown(
+    out: Path, env: str, header: str, results: dict[str, dict[str, Any]], objects: dict[str, Any] | None = None
+) -> None:
+    """``report.md``: the table of every metric any method has, method costs, the paper's numbers,
+    and (where the states have game objects) the Objects table."""
     cols = metric_columns(results.values(), require="any")
     lines = [f"# Saliency methods on {env}", "", header, ""]
     rows = [[name, *(r.get(k) for k in cols)] for name, r in results.items()]
@@ -668,6 +839,8 @@ def _write_markdown(out: Path, env: str, header: str, results: dict[str, dict[st
             "relevant-pixel mask itself, a perfect explanation: insertion/deletion cannot separate methods "
             "that come within about a point of it.",
         ]
+    if objects is not None:
+        lines += _object_markdown(results, objects)
     lines += [
         "",
         "![curves](curves.png)",
@@ -682,13 +855,25 @@ def _write_markdown(out: Path, env: str, header: str, results: dict[str, dict[st
     atomic_write_text(out / "report.md", "\n".join(lines))
 
 
-def _write_tables(out: Path, cfg: EvaluateConfig, resolved: dict[str, Any], results: dict[str, dict[str, Any]]) -> None:
-    """``results.json`` (settings, what they resolved to, every result with its curves) and ``results.csv``."""
-    atomic_write_text(
-        out / "results.json", json.dumps({"config": asdict(cfg), "resolved": resolved, "results": results}, indent=1)
-    )
-    cols = metric_columns(results.values(), require="any")
-    rows = [[name, *(r.get(k) for k in cols)] for name, r in results.items()]
+def _write_tables(
+    out: Path,
+    cfg: EvaluateConfig,
+    resolved: dict[str, Any],
+    results: dict[str, dict[str, Any]],
+    objects: dict[str, Any] | None = None,
+) -> None:
+    """``results.json`` (settings, what they resolved to, every result with its curves, the object
+    summary) and ``results.csv`` (with the object columns and fixed-map rows where there are objects)."""
+    saved: dict[str, Any] = {"config": asdict(cfg), "resolved": resolved, "results": results}
+    if objects is not None:
+        saved["objects"] = objects
+    atomic_write_text(out / "results.json", json.dumps(saved, indent=1))
+    cols = list(metric_columns(results.values(), require="any"))
+    table = dict(results)
+    if objects is not None:
+        cols += list(_object_columns(objects["categories"]))
+        table.update(objects["rows"])
+    rows = [[name, *(r.get(k) for k in cols)] for name, r in table.items()]
     atomic_write_bytes(out / "results.csv", csv_text(["method", *cols], rows).encode())
 
 

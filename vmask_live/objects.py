@@ -8,7 +8,9 @@ independent ground truth on real games: :func:`object_mass` says which share of 
 map lies on each object.
 
 Annotators are registered per game with :func:`register_annotator`; :func:`annotator_for` finds
-the one of an env (``None`` where no annotations exist, so other envs are unaffected).
+the one of an env (``None`` where no annotations exist, so other envs are unaffected). The RAM
+tables of :mod:`vmask_live.atari_objects` (Ms. Pac-Man, Pong, Breakout) are registered once, on the
+first lookup, for the games that have no annotator registered by then.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ class GameObject:
         """``"ghost 2"``; the category alone for single objects (id 0 of a one-of-a-kind category)."""
         return (
             self.category
-            if self.id == 0 and self.category in ("player", "fruit", "hud")
+            if self.id == 0 and self.category in ("player", "enemy", "ball", "fruit", "hud")
             else f"{self.category} {self.id}"
         )
 
@@ -76,12 +78,23 @@ def register_annotator(game: str, annotator: Annotator) -> None:
     ANNOTATORS[game] = annotator
 
 
+def _register_builtin_annotators() -> None:
+    # Imported here, not at the top: vmask_live.atari_objects imports this module. Its import
+    # registers the tables once; a game removed from ANNOTATORS afterwards stays removed.
+    import vmask_live.atari_objects  # noqa: F401
+
+
 def _game_of(env: Any) -> str | None:
+    """``"MsPacman"`` for ``ALE/MsPacman-v5``, ``MsPacman-v5`` and the RL Zoo's ``MsPacmanNoFrameskip-v4``."""
     spec = getattr(getattr(env, "unwrapped", env), "spec", None)
     env_id = getattr(spec, "id", "") or ""
-    if env_id.startswith("ALE/"):
-        return env_id[4:].split("-")[0]
-    return None
+    if not env_id:
+        return None
+    name = env_id.split("/", 1)[1] if env_id.startswith("ALE/") else env_id
+    name = name.split("-")[0]
+    for suffix in ("NoFrameskip", "Deterministic"):
+        name = name.removesuffix(suffix)
+    return name or None
 
 
 def annotator_for(env: Any) -> Annotator | None:
@@ -89,6 +102,7 @@ def annotator_for(env: Any) -> Annotator | None:
     game = _game_of(env)
     if game is None or not hasattr(getattr(env, "unwrapped", env), "ale"):
         return None
+    _register_builtin_annotators()
     return ANNOTATORS.get(game)
 
 

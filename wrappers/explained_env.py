@@ -9,11 +9,13 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.core import ActType, ObsType, RenderFrame
 
+from vmask_live import objects as game_objects
 from vmask_live.errors import ConfigError, ObservationError
 from vmask_live.export import load_explainer
+from vmask_live.objects import GameObject, object_masks, object_mass
 from vmask_live.observations import ObsFormat
 from vmask_live.pairing import check_pairing
-from vmask_live.render import ViewState, compose
+from vmask_live.render import ObjectCounterfactual, ViewState, compose
 from vmask_live.types import ExplainerSpec, ObsAdapter, SaliencyExplainer
 
 if TYPE_CHECKING:
@@ -104,7 +106,13 @@ class ExplainedEnv(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.Re
 
     * ``info["saliency"]``: float32 ``(K, H, W)`` in [0, 1], one map per action;
     * ``info["saliency_action"]``: the agent's preferred (arg-max) action (with an agent);
-    * ``info["action_probs"]``: float32 ``(K,)`` (with an agent).
+    * ``info["action_probs"]``: float32 ``(K,)`` (with an agent);
+    * where the game's objects are known (an annotator is registered for it, see
+      :mod:`vmask_live.objects`; Ms. Pac-Man), ``info["objects"]``: a list of
+      ``{"category", "id", "box"}`` dicts, ``box`` = ``[x0, y0, x1, y1]`` in observation pixels
+      (``x1``/``y1`` exclusive), and ``info["saliency_objects"]``: ``{object name: (K,) float32}``,
+      each object's share of each action's map mass (boxes dilated by 2 pixels; overlapping boxes
+      both count shared pixels). Other envs, and ``objects=False``, get neither key.
 
     Observations, rewards, termination and the spaces pass through unchanged. ``render()``
     returns the base env's frame with the overlay (and the side panel when ``panel=True``), so
@@ -123,6 +131,8 @@ class ExplainedEnv(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.Re
         backend: inference backend when ``explainer`` is a path (``auto``, ``onnx``, ``torch``…).
         allow_mismatch: use an explainer with an agent it was not trained for (its maps then
             explain another network's decisions; off by default).
+        objects: add the object keys where the game's objects are known (one RAM read and a few
+            numpy sums per step).
 
     Raises:
         ObservationError: the env's observations (shape, dtype, value range) or action count do
@@ -139,6 +149,8 @@ class ExplainedEnv(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.Re
         ((5, 84, 84), dtype('float32'))
         >>> env.render().shape
         (336, 336, 3)
+        >>> "objects" in info  # Beacon has no RAM objects; Ms. Pac-Man has
+        False
     """
 
     def __init__(
@@ -152,6 +164,7 @@ class ExplainedEnv(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.Re
         panel: bool = False,
         backend: str = "auto",
         allow_mismatch: bool = False,
+        objects: bool = True,
     ) -> None:
         gym.utils.RecordConstructorArgs.__init__(
             self,
@@ -162,8 +175,11 @@ class ExplainedEnv(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.Re
             panel=panel,
             backend=backend,
             allow_mismatch=allow_mismatch,
+            objects=objects,
         )
         gym.Wrapper.__init__(self, env)
+        if not isinstance(objects, bool):
+            raise ConfigError(f"Expected `objects` to be a bool, got {type(objects).__name__}")
         self.explainer: SaliencyExplainer = resolve_explainer(explainer, backend)
         self.agent: Agent | None = resolve_agent(agent)
         self._to_explainer, self._to_agent = check_compatible(
@@ -177,6 +193,8 @@ class ExplainedEnv(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.Re
         self.last_obs: np.ndarray | None = None
         self.last_saliency: np.ndarray | None = None
         self.last_probs: np.ndarray | None = None
+        self.annotator: game_objects.Annotator | None = game_objects.annotator_for(env) if objects else None
+        self.last_objects: list[GameObject] | None = None
 
     def _explain(self, obs: ObsType, info: dict[str, Any]) -> dict[str, Any]:
         for key in (self.saliency_key, "saliency_action", "action_probs"):
@@ -184,6 +202,9 @@ class ExplainedEnv(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.Re
                 raise ConfigError(
                     f"info already has a {key!r} entry; pass another saliency_key= or unwrap the other explainer"
                 )
+        for key in ("objects", "saliency_objects") if self.annotator is not None else ():
+            if key in info:
+                raise ConfigError(f"info already has a {key!r} entry; pass objects=False or unwrap the other explainer")
         batch = self._to_explainer(np.asarray(obs)[None])
         maps = self.explainer(batch)[0]
         self.last_obs, self.last_saliency = batch[0], maps
@@ -194,6 +215,11 @@ class ExplainedEnv(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.Re
             self.last_probs = probs[0]
             info["saliency_action"] = int(actions[0])
             info["action_probs"] = probs[0]
+        if self.annotator is not None:
+            objs = game_objects.annotate(self.env, self.annotator) or []
+            self.last_objects = objs
+            info["objects"] = [obj.to_dict() for obj in objs]
+            info["saliency_objects"] = object_mass(maps, objs)
         return info
 
     def reset(
@@ -222,6 +248,28 @@ class ExplainedEnv(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.Re
         cf_action = int(self.agent.act(self.agent.obs_format.to_raw(cf))[0][0])
         return cf[0, -1].numpy(), cf_action
 
+    def object_counterfactual(self, name: str) -> ObjectCounterfactual | None:
+        """The current state with object ``name``'s box (dilated as in ``saliency_objects``)
+        replaced by the explainer's reference, the agent's action on it and the change of the
+        shown action's probability (``None`` without an agent or when no such object is on screen)."""
+        if self.agent is None or self.last_probs is None or not self.last_objects:
+            return None
+        obj = next((o for o in self.last_objects if o.name == name), None)
+        if obj is None:
+            return None
+        import torch
+
+        from vmask_live.overlay import overlay
+
+        a = self.view.action if self.view.action is not None else int(np.argmax(self.last_probs))
+        x = self.obs_format.to_model(np.asarray(self.last_obs)[None])
+        keep = ~object_masks([obj], x.shape[-2:])[obj.name]
+        cf = overlay(x, torch.from_numpy(keep.astype(np.float32))[None], self.explainer.reference(x))
+        actions, probs, _ = self.agent.act(self.agent.obs_format.to_raw(cf))
+        return ObjectCounterfactual(
+            obj.name, cf[0, -1].numpy(), int(actions[0]), a, float(self.last_probs[a]), float(probs[0][a])
+        )
+
     def render(self) -> RenderFrame | list[RenderFrame] | None:
         """The base env's frame with the overlay (and the panel when ``panel=True``)."""
         return self.render_frame(panel=self.panel)
@@ -234,6 +282,9 @@ class ExplainedEnv(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.Re
         if not isinstance(frame, np.ndarray) or frame.ndim != 3:
             return frame  # human / ansi modes: nothing to draw on
         cf = self.counterfactual() if self.view.mode == "counterfactual" else None
+        ocf = None
+        if self.view.mode == "object" and self.view.object_name is not None:
+            ocf = self.object_counterfactual(self.view.object_name)
         return compose(
             frame,
             self.last_saliency,
@@ -244,4 +295,7 @@ class ExplainedEnv(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.Re
             fps=fps,
             counterfactual=cf,
             show_panel=panel,
+            objects=self.last_objects,
+            object_counterfactual=ocf,
+            obs_hw=self.obs_format.chw[1:],
         )

@@ -3,7 +3,10 @@
 :class:`LiveSession` runs an agent in an :class:`ExplainedEnv` and composes display frames; the
 window and the recorder consume the same frames. Keys in the window: space pause, right arrow
 single step, 1..9 show action k's map (0: back to the chosen action), c contrast, f
-counterfactual, o overlay on/off, r start/stop recording, s screenshot, q/Esc quit.
+counterfactual, o overlay on/off, b game-object boxes on/off, x remove one game object (each press
+the next object, after the last back to the map), r start/stop recording, s screenshot, q/Esc quit.
+Where the game's objects are known (Ms. Pac-Man), the panel lists the objects holding most of the
+shown map.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ class LiveConfig:
     """Act by arg-max (the bundled MsPacman agent scores higher so) instead of sampling from the policy."""
     allow_mismatch: bool = False
     """Use an explainer with an agent it was not trained for (its maps then explain another network)."""
+    boxes: bool = False
+    """Outline the game objects from the start (where the game's objects are known; key b toggles)."""
 
     def validate(self) -> None:
         """Check every setting, type then value.
@@ -64,6 +69,7 @@ class LiveConfig:
         c.integer("scale", self.scale, 1, optional=True, what="None: about 840 px high")
         c.number("fps", self.fps, low=0, what="0: uncapped")
         c.choice("backend", self.backend, ("auto", "onnx", "torch", "torch-compile", "tensorrt", "none"))
+        c.flag("boxes", self.boxes)
         c.raise_if_any()
 
 
@@ -99,6 +105,7 @@ class LiveSession:
             ) from None
         self.agent = self.env.agent
         self.view: ViewState = self.env.view
+        self.view.boxes = cfg.boxes
         self.rng = np.random.default_rng(cfg.seed)
         self.paused = False
         self.steps = 0
@@ -164,9 +171,23 @@ class LiveSession:
             self.view.mode = "action" if self.view.mode == "counterfactual" else "counterfactual"
         elif key == "o":
             self.view.overlay = not self.view.overlay
+        elif key == "b":
+            self.view.boxes = not self.view.boxes
+        elif key == "x":
+            self._next_object()
         elif key in ("r", "s"):
             return {"r": "record", "s": "screenshot"}[key]
         return None
+
+    def _next_object(self) -> None:
+        """Select the next object on screen for the object counterfactual; after the last, leave it."""
+        names = [obj.name for obj in self.env.last_objects or []]
+        current = self.view.object_name if self.view.mode == "object" else None
+        i = names.index(current) + 1 if current in names else 0  # a vanished object restarts the cycle
+        if i < len(names):
+            self.view.mode, self.view.object_name = "object", names[i]
+        else:  # past the last object, or none on screen: back to the map
+            self.view.mode, self.view.object_name = "action", None
 
     def close(self) -> None:
         self.env.close()

@@ -5,6 +5,13 @@
   convention), likewise ``saliency_action`` and ``action_probs``.
 * :class:`ExplainedVecEnv` for Stable-Baselines3 ``VecEnv``: each sub-env's info dict gets the
   same keys as the single-env wrapper.
+
+Where a sub-env's game objects are known (see :mod:`vmask_live.objects`), both also add the object
+keys of :class:`~vmask_live.ExplainedEnv` (``objects``, ``saliency_objects``). The objects are read
+from each sub-env's emulator RAM, so only in-process sub-envs get them: Gymnasium's
+``SyncVectorEnv`` and SB3's ``DummyVecEnv``. Sub-envs in other processes (``AsyncVectorEnv``,
+``SubprocVecEnv``) are skipped: reading their RAM would need a call into each worker process
+on every step, which these wrappers do not make. They get no object keys.
 """
 
 from __future__ import annotations
@@ -15,7 +22,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import VectorEnv, VectorWrapper
 
+from vmask_live import objects as game_objects
 from vmask_live.errors import ConfigError
+from vmask_live.objects import object_mass
 from vmask_live.pairing import check_pairing
 from vmask_live.types import ExplainerSpec, SaliencyExplainer
 from vmask_live.wrappers.explained_env import check_compatible, resolve_agent, resolve_explainer
@@ -55,8 +64,35 @@ class _Explain:
         return out
 
 
+def _annotated(envs: Any, objects: bool) -> list[tuple[int, Any, game_objects.Annotator]]:
+    """``(index, sub-env, annotator)`` of the in-process sub-envs whose game objects are known."""
+    if not objects or envs is None:
+        return []
+    found = ((i, env, game_objects.annotator_for(env)) for i, env in enumerate(envs))
+    return [(i, env, annotator) for i, env, annotator in found if annotator is not None]
+
+
+def _objects_of(env: Any, annotator: game_objects.Annotator, maps: np.ndarray) -> dict[str, Any]:
+    """The single-env object keys of one sub-env's current state and its maps ``(K, H, W)``."""
+    objs = game_objects.annotate(env, annotator) or []
+    return {"objects": [obj.to_dict() for obj in objs], "saliency_objects": object_mass(maps, objs)}
+
+
 class ExplainedVectorEnv(VectorWrapper):
     """Explain all sub-envs of a Gymnasium vector env in one explainer (and agent) call.
+
+    ``infos`` holds ``saliency`` ``(num_envs, K, H, W)``, and with an agent ``saliency_action``
+    ``(num_envs,)`` and ``action_probs`` ``(num_envs, K)``, each with its ``_key`` mask. Where
+    sub-envs' game objects are known (a ``SyncVectorEnv`` of Ms. Pac-Man envs, say), also as
+    Gymnasium's ``_add_info`` would batch the single-env keys:
+
+    * ``infos["objects"]``: object array ``(num_envs,)``, a list of ``{"category", "id", "box"}``
+      dicts per annotated sub-env (``None`` elsewhere), mask ``infos["_objects"]``;
+    * ``infos["saliency_objects"]``: ``{object name: (num_envs, K) float32, "_" + name: (num_envs,)
+      bool}`` (the objects on screen differ between sub-envs), mask ``infos["_saliency_objects"]``.
+
+    ``AsyncVectorEnv`` sub-envs run in other processes: their RAM is not read and they get no object
+    keys.
 
     Args:
         env: a ``gymnasium.vector.VectorEnv`` of pixel envs.
@@ -65,6 +101,7 @@ class ExplainedVectorEnv(VectorWrapper):
         saliency_key: the ``infos`` key of the maps.
         backend: inference backend when ``explainer`` is a path.
         allow_mismatch: use an explainer with an agent it was not trained for.
+        objects: add the object keys where sub-envs' game objects are known.
     """
 
     def __init__(
@@ -76,13 +113,18 @@ class ExplainedVectorEnv(VectorWrapper):
         saliency_key: str = "saliency",
         backend: str = "auto",
         allow_mismatch: bool = False,
+        objects: bool = True,
     ) -> None:
         super().__init__(env)
+        if not isinstance(objects, bool):
+            raise ConfigError(f"Expected `objects` to be a bool, got {type(objects).__name__}")
         self._explain = _Explain(
             env.single_observation_space, env.single_action_space, explainer, agent, backend, allow_mismatch
         )
         self.explainer, self.agent = self._explain.explainer, self._explain.agent
         self.saliency_key = saliency_key
+        # SyncVectorEnv keeps its sub-envs in ``envs``; AsyncVectorEnv has none in this process
+        self._annotated = _annotated(getattr(env.unwrapped, "envs", None), objects)
 
     def _add(self, obs: np.ndarray, infos: dict[str, Any]) -> dict[str, Any]:
         infos = dict(infos)
@@ -93,7 +135,27 @@ class ExplainedVectorEnv(VectorWrapper):
                 raise ConfigError(f"infos already has a {key!r} entry; pass another saliency_key=")
             infos[key] = value
             infos[f"_{key}"] = np.ones(n, dtype=bool)
+        if self._annotated:
+            self._add_objects(infos[self.saliency_key], infos)
         return infos
+
+    def _add_objects(self, maps: np.ndarray, infos: dict[str, Any]) -> None:
+        for key in ("objects", "saliency_objects"):
+            if key in infos:
+                raise ConfigError(f"infos already has a {key!r} entry; pass objects=False")
+        n, k = self.num_envs, maps.shape[1]
+        objs = np.full(n, None, dtype=object)
+        shares: dict[str, np.ndarray] = {}
+        mask = np.zeros(n, dtype=bool)
+        for i, sub, annotator in self._annotated:
+            one = _objects_of(sub, annotator, maps[i])
+            objs[i], mask[i] = one["objects"], True
+            for name, share in one["saliency_objects"].items():
+                if name not in shares:
+                    shares[name], shares[f"_{name}"] = np.zeros((n, k), np.float32), np.zeros(n, dtype=bool)
+                shares[name][i], shares[f"_{name}"][i] = share, True
+        infos["objects"], infos["_objects"] = objs, mask
+        infos["saliency_objects"], infos["_saliency_objects"] = shares, mask.copy()
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         # (a list of seeds, one per sub-env, passes through as well; typed as Gymnasium's wrappers are)
@@ -114,6 +176,10 @@ def _sb3_wrapper_base() -> type[VecEnvWrapper]:
 class ExplainedVecEnv:
     """Stable-Baselines3 ``VecEnv`` version: adds ``saliency`` (and agent keys) to each info dict.
 
+    Where a ``DummyVecEnv``'s sub-envs' game objects are known, each info dict also gets
+    ``objects`` and ``saliency_objects`` as in :class:`~vmask_live.ExplainedEnv` (``objects=False``
+    turns them off; ``SubprocVecEnv`` sub-envs run in other processes and get none).
+
     RL-Zoo VecEnvs (``make_atari_env`` + ``VecFrameStack``) give channel-last ``(84, 84, 4)``
     frame stacks: they are transposed to the checkpoint's channel-first layout on the way in (the
     checkpoint records its layout), so no ``VecTransposeImage`` is needed. Created through
@@ -128,9 +194,21 @@ class ExplainedVecEnv:
         *,
         backend: str = "auto",
         allow_mismatch: bool = False,
+        objects: bool = True,
     ) -> VecEnvWrapper:
+        if not isinstance(objects, bool):
+            raise ConfigError(f"Expected `objects` to be a bool, got {type(objects).__name__}")
         base = _sb3_wrapper_base()
         explain = _Explain(venv.observation_space, venv.action_space, explainer, agent, backend, allow_mismatch)
+        # DummyVecEnv keeps its sub-envs in ``envs``; SubprocVecEnv has none in this process
+        annotated = _annotated(getattr(venv.unwrapped, "envs", None), objects)
+
+        def add_objects(maps: np.ndarray, infos: list[dict[str, Any]]) -> None:
+            for i, sub, annotator in annotated:
+                for key in ("objects", "saliency_objects"):
+                    if key in infos[i]:
+                        raise ConfigError(f"info of sub-env {i} already has a {key!r} entry; pass objects=False")
+                infos[i].update(_objects_of(sub, annotator, maps[i]))
 
         class _ExplainedVecEnv(base):  # type: ignore[misc, valid-type]
             def __init__(self) -> None:
@@ -142,6 +220,7 @@ class ExplainedVecEnv:
                 obs = self.venv.reset()
                 extra = explain(obs)
                 self.reset_infos = [{k: v[i] for k, v in extra.items()} for i in range(self.num_envs)]
+                add_objects(extra["saliency"], self.reset_infos)
                 return obs
 
             def step_wait(self) -> VecEnvStepReturn:
@@ -149,6 +228,7 @@ class ExplainedVecEnv:
                 extra = explain(obs)
                 for i, info in enumerate(infos):
                     info.update({k: v[i] for k, v in extra.items()})
+                add_objects(extra["saliency"], list(infos))
                 return obs, rewards, dones, infos
 
         return _ExplainedVecEnv()
