@@ -229,7 +229,10 @@ def test_evaluate_reports_objects_with_shuffled_control_and_priors(pacman, tmp_p
     # the cache is reused for the same run and keyed by the object settings
     cached = tmp_path / "eval" / "methods" / "visionmask.json"
     planted = json.loads(cached.read_text())
-    assert planted["key"]["objects"]["dilate"] == 2 and planted["key"]["objects"]["hud_categories"] == ["hud"]
+    assert planted["key"]["objects"]["dilate"] == 2 and planted["key"]["objects"]["hud_categories"] == [
+        "hud",
+        "power_pill",
+    ]
     planted["result"]["object_score"] = 12345.0
     cached.write_text(json.dumps(planted))
     evaluate(cfg, agent=agent, progress=False)

@@ -1,6 +1,6 @@
 """Game objects from RAM: our tables against OCAtari, the real screen, and the mass/mask maths.
 
-OCAtari's boxes on recorded Ms. Pac-Man, Pong and Breakout RAM states are in ``data/ocatari_reference.json``
+OCAtari's boxes on recorded Ms. Pac-Man, Pong, Breakout and Seaquest RAM states are in ``data/ocatari_reference.json``
 (``data/make_ocatari_reference.py`` regenerates it; OCAtari is not a dependency).
 """
 
@@ -14,18 +14,30 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vmask_live.atari_objects import MSPACMAN_HUD_SCREEN, annotate_breakout, annotate_mspacman, annotate_pong
+from vmask_live.atari_objects import (
+    MSPACMAN_HUD_SCREEN,
+    SEAQUEST_HUD_SCREEN,
+    annotate_breakout,
+    annotate_mspacman,
+    annotate_pong,
+    annotate_seaquest,
+)
 from vmask_live.errors import ConfigError
 from vmask_live.objects import GameObject, annotate, annotator_for, object_masks, object_mass, screen_to_obs
 
 DATA = Path(__file__).parent / "data"
 RECORDED = json.loads((DATA / "ocatari_reference.json").read_text())
-ANNOTATORS = {"MsPacman": annotate_mspacman, "Pong": annotate_pong, "Breakout": annotate_breakout}
+ANNOTATORS = {
+    "MsPacman": annotate_mspacman,
+    "Pong": annotate_pong,
+    "Breakout": annotate_breakout,
+    "Seaquest": annotate_seaquest,
+}
 SCREEN = (210, 160)  # obs_hw that gives boxes in screen pixels
 # Screen pixels our boxes may differ from OCAtari's. Pong: where the top wall cuts a paddle off,
 # OCAtari's player box ends one row above its uncut box's bottom (and above the real paddle's,
 # checked on the screen); we cut the uncut box. One screen row is 0.4 observation pixels.
-TOLERANCE = {"MsPacman": 0, "Pong": 1, "Breakout": 0}
+TOLERANCE = {"MsPacman": 0, "Pong": 1, "Breakout": 0, "Seaquest": 0}
 
 
 def _ram(record: dict) -> np.ndarray:
@@ -33,11 +45,18 @@ def _ram(record: dict) -> np.ndarray:
 
 
 def _ocatari_boxes(record: dict) -> dict[tuple[str, int], tuple[int, int, int, int]]:
-    """OCAtari's boxes in screen pixels ``(x0, y0, x1, y1)``."""
-    return {
-        (o["category"], o["id"]): (o["xywh"][0], o["xywh"][1], o["xywh"][0] + o["xywh"][2], o["xywh"][1] + o["xywh"][3])
-        for o in record["objects"]
-    }
+    """OCAtari's boxes in screen pixels ``(x0, y0, x1, y1)``, clipped to the screen as ours are.
+
+    OCAtari does not clip: Seaquest's enemies are tracked up to x = 165, past the right edge
+    (x = 160); boxes wholly off the screen are left out (ours are ``None`` there).
+    """
+    boxes = {}
+    for o in record["objects"]:
+        x, y, w, h = o["xywh"]
+        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, SCREEN[1]), min(y + h, SCREEN[0])
+        if x1 > x0 and y1 > y0:
+            boxes[(o["category"], o["id"])] = (x0, y0, x1, y1)
+    return boxes
 
 
 def test_reference_covers_the_cases():
@@ -47,10 +66,20 @@ def test_reference_covers_the_cases():
     assert len(pacman) >= 25
     assert sum(("fruit", 0) in _ocatari_boxes(s) for s in pacman) >= 3
     assert sum(_ocatari_boxes(s)[("ghost", 0)][:2] == (75, 81) for s in pacman) >= 3  # in their house
+    n_pills = [sum(k[0] == "power_pill" for k in _ocatari_boxes(s)) for s in pacman]
+    assert max(n_pills) == 4 and min(n_pills) < 4  # some pills eaten in some states
     for game in ("Pong", "Breakout"):
         states = RECORDED["games"][game]
         with_ball = sum(("ball", 0) in _ocatari_boxes(s) for s in states)
         assert 0 < with_ball < len(states)  # both sides of the ball's presence rule
+    seaquest = RECORDED["games"]["Seaquest"]
+    assert len(seaquest) >= 25
+    seen = [{k[0] for k in _ocatari_boxes(s)} for s in seaquest]
+    for category in ("player", "shark", "submarine", "diver", "enemy_missile", "player_missile"):
+        assert 3 <= sum(category in c for c in seen) < len(seaquest), category  # both sides of each rule
+    # enemies past the right edge: OCAtari's box cut by the screen, or wholly off it (we give none)
+    cut = sum(o["xywh"][0] + o["xywh"][2] > 160 for s in seaquest for o in s["objects"])
+    assert cut >= 3, cut
 
 
 @pytest.mark.parametrize("game", sorted(ANNOTATORS))
@@ -74,12 +103,15 @@ def test_boxes_match_ocatari(game):
 
 def test_mspacman_presence_rules_and_hud():
     ram = _ram(RECORDED["games"]["MsPacman"][0]).copy()
+    pills = [f"power_pill {i}" for i in range(4)]
     names = [o.name for o in annotate_mspacman(ram)]
-    assert names == ["player", "ghost 0", "ghost 1", "ghost 2", "ghost 3", "hud"]  # no fruit at the start
+    assert names == ["player", "ghost 0", "ghost 1", "ghost 2", "ghost 3", *pills, "hud"]  # no fruit at the start
     ram[47] = 0  # between lives: no ghost drawn
-    assert [o.name for o in annotate_mspacman(ram)] == ["player", "hud"]
+    assert [o.name for o in annotate_mspacman(ram)] == ["player", *pills, "hud"]
     ram[47], ram[19] = 100, 1  # only ghosts 0 and 1
-    assert [o.name for o in annotate_mspacman(ram)] == ["player", "ghost 0", "ghost 1", "hud"]
+    ram[117] &= ~np.uint8(0b100100)  # power pills 0 and 3 eaten (bits 2 and 5)
+    names = [o.name for o in annotate_mspacman(ram)]
+    assert names == ["player", "ghost 0", "ghost 1", "power_pill 1", "power_pill 2", "hud"]
     hud = annotate_mspacman(ram)[-1]
     assert hud.box == screen_to_obs(*MSPACMAN_HUD_SCREEN)
     assert hud.box[1] > 68 and hud.box[2] == 84  # below the maze, full width
@@ -265,3 +297,86 @@ def test_rl_zoo_and_plain_ale_ids_find_the_same_annotator():
     env = gym.make("CartPole-v1")
     assert annotator_for(env) is None
     env.close()
+
+
+def test_power_pill_boxes_hold_the_pills():
+    """The big pills blink (the two sides on alternate frames): over a few frames each box is filled
+    with the pill's colour, which is also the walls', and the corridor columns beside it never are."""
+    from vmask_live.envs import make_env
+
+    env = make_env("MsPacman")
+    env.reset(seed=0)
+    ale = env.unwrapped.ale
+    pills = [o for o in annotate_mspacman(ale.getRAM(), obs_hw=SCREEN) if o.category == "power_pill"]
+    assert [o.id for o in pills] == [0, 1, 2, 3]
+    filled = dict.fromkeys(range(4), 0.0)
+    for _ in range(16):
+        ale.act(0)
+        colour = (ale.getScreenRGB() == (228, 111, 111)).all(-1)
+        for pill in pills:
+            x0, y0, x1, y1 = (int(v) for v in pill.box)
+            filled[pill.id] = max(filled[pill.id], float(colour[y0:y1, x0:x1].mean()))
+            assert not colour[y0:y1, [x0 - 1, x1]].any(), pill  # nothing drawn just beside the box
+    env.close()
+    print(f"largest share of each power pill box filled: {filled}")
+    assert min(filled.values()) >= 6 / 7, filled  # all 4 columns of at least 6 of its 7 rows
+
+
+def test_seaquest_rules():
+    ram = np.zeros(128, np.uint8)
+    ram[70], ram[97] = 60, 13  # the player's sub at the surface
+    assert [o.name for o in annotate_seaquest(ram)] == ["player", "hud", "hud 1"]
+    assert annotate_seaquest(ram, obs_hw=SCREEN)[0].box == (60.0, 46.0, 76.0, 57.0)
+    assert [o.box for o in annotate_seaquest(ram)[1:]] == [screen_to_obs(*b) for b in SEAQUEST_HUD_SCREEN]
+    ram[105] = 5  # exploding
+    assert [o.name for o in annotate_seaquest(ram)] == ["hud", "hud 1"]
+    ram[105] = 0
+    ram[36], ram[30], ram[93] = 0b101, 150, 6  # deepest lane: sharks in slots 0 and 2, bobbing 2 rows down
+    ram[39], ram[33], ram[92] = 0b111, 240, 5  # top lane: subs; slot 0 off screen, slot 1 wraps to x = 0
+    ram[71], ram[74] = 40, 100  # deepest lane: a diver; top lane (subs): an enemy torpedo
+    ram[103] = 90  # the player's torpedo
+    objects = {o.name: o.box for o in annotate_seaquest(ram, obs_hw=SCREEN)}
+    assert objects == {
+        "player": (60.0, 46.0, 76.0, 57.0),
+        "shark 0": (150.0, 143.0, 158.0, 150.0),  # slot 2 (x = 182) is past OCAtari's x <= 165: none
+        "submarine 10": (0.0, 69.0, 8.0, 80.0),
+        "submarine 11": (16.0, 69.0, 24.0, 80.0),
+        "diver 0": (40.0, 141.0, 48.0, 152.0),
+        "enemy_missile 3": (103.0, 73.0, 109.0, 77.0),
+        "player_missile": (90.0, 53.0, 98.0, 54.0),
+        "hud": (0.0, 7.0, 160.0, 33.0),
+        "hud 1": (0.0, 164.0, 160.0, 188.0),
+    }
+    ram[60], ram[118] = 2, 30  # later waves: the surface patrol sub
+    assert ("submarine", 12) in {(o.category, o.id) for o in annotate_seaquest(ram)}
+
+
+def test_seaquest_player_box_holds_the_submarine():
+    """On real steps the player's yellow pixels under the surface (less its torpedo's) are in its box."""
+    from vmask_live.envs import make_env
+
+    env = make_env("Seaquest")
+    assert annotator_for(env) is annotate_seaquest
+    env.reset(seed=0)
+    ale = env.unwrapped.ale
+    rng = np.random.default_rng(0)
+    hits = steps = 0
+    for _ in range(200):
+        _, _, term, trunc, _ = env.step(int(rng.integers(env.action_space.n)))
+        boxes = {o.name: o.box for o in annotate_seaquest(ale.getRAM(), obs_hw=SCREEN)}
+        yellow = (ale.getScreenRGB() == (187, 187, 53)).all(-1)
+        yellow[:46] = yellow[160:] = False  # the sea
+        if "player_missile" in boxes:
+            x0, y0, x1, y1 = (int(v) for v in boxes["player_missile"])
+            yellow[y0:y1, x0:x1] = False
+        ys, xs = np.nonzero(yellow)
+        if len(ys):
+            assert "player" in boxes
+            x0, y0, x1, y1 = boxes["player"]
+            hits += int(((xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)).mean() >= 0.9)
+            steps += 1
+        if term or trunc:
+            break
+    env.close()
+    print(f"Seaquest: player pixels in its box in {hits}/{steps} steps")
+    assert steps >= 100 and hits >= 0.9 * steps, (hits, steps)

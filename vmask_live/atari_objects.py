@@ -25,12 +25,18 @@ __all__ = [
     "RamSprite",
     "MSPACMAN_SPRITES",
     "MSPACMAN_HUD_SCREEN",
+    "MSPACMAN_POWER_PILLS",
     "PONG_SPRITES",
     "PONG_PLAYFIELD_ROWS",
     "BREAKOUT_SPRITES",
+    "SEAQUEST_PLAYER",
+    "SeaquestLane",
+    "SEAQUEST_LANES",
+    "SEAQUEST_HUD_SCREEN",
     "annotate_mspacman",
     "annotate_pong",
     "annotate_breakout",
+    "annotate_seaquest",
     "BUILTIN_ANNOTATORS",
     "register_builtin_annotators",
 ]
@@ -119,17 +125,30 @@ _MSPACMAN_N_EXTRA_GHOSTS = 19
 MSPACMAN_HUD_SCREEN: tuple[int, int, int, int] = (0, 172, 160, 196)
 """Lives, fruit indicator and score: the rows below the maze (which ends at screen row 171)."""
 
+_MSPACMAN_PILL_BITS = 117
+"""RAM byte whose bits 2..5 say which of the four power pills are still uneaten."""
+MSPACMAN_POWER_PILLS: tuple[RamSprite, ...] = (
+    # fixed places (the maze corners), ids in the order of their bits 2, 3, 4, 5
+    RamSprite("power_pill", 0, None, None, 148, 146, 4, 7),  # bottom right
+    RamSprite("power_pill", 1, None, None, 148, 14, 4, 7),  # top right
+    RamSprite("power_pill", 2, None, None, 8, 147, 4, 7),  # bottom left
+    RamSprite("power_pill", 3, None, None, 8, 15, 4, 7),  # top left
+)
+"""The four big pills; pill ``i`` is on screen while bit ``i + 2`` of RAM 117 is set."""
+
 
 def _mspacman_present(sprite: RamSprite, ram: np.ndarray) -> bool:
     if sprite.category == "ghost":
         return int(ram[_MSPACMAN_GHOSTS_ON]) > 0 and sprite.id <= int(ram[_MSPACMAN_N_EXTRA_GHOSTS])
     if sprite.category == "fruit":
         return bool(ram[11] > 0 and ram[17] > 0)
+    if sprite.category == "power_pill":
+        return bool(int(ram[_MSPACMAN_PILL_BITS]) >> (sprite.id + 2) & 1)
     return True
 
 
 def annotate_mspacman(ram: np.ndarray, obs_hw: tuple[int, int] = (84, 84)) -> list[GameObject]:
-    """Ms. Pac-Man's player, ghosts (ids 0-3 by RAM slot), fruit and HUD from its RAM.
+    """Ms. Pac-Man's player, ghosts (ids 0-3 by RAM slot), fruit, power pills and HUD from its RAM.
 
     Args:
         ram: the 128 RAM bytes (``env.unwrapped.ale.getRAM()``).
@@ -138,11 +157,12 @@ def annotate_mspacman(ram: np.ndarray, obs_hw: tuple[int, int] = (84, 84)) -> li
 
     Returns:
         The objects on screen: the player and the HUD always; each ghost while ghosts are drawn;
-        the fruit while its position bytes are non-zero. Ghosts flicker on the real screen (drawn
+        the fruit while its position bytes are non-zero; each power pill until it is eaten (the
+        small pills are not annotated). Ghosts flicker on the real screen (drawn
         on alternate frames), so a box may hold no ghost pixels in a single frame.
     """
     ram = np.asarray(ram)
-    objects = _objects(MSPACMAN_SPRITES, _mspacman_present, ram, obs_hw)
+    objects = _objects(MSPACMAN_SPRITES + MSPACMAN_POWER_PILLS, _mspacman_present, ram, obs_hw)
     objects.append(GameObject("hud", 0, screen_to_obs(*MSPACMAN_HUD_SCREEN, obs_hw)))
     return objects
 
@@ -197,10 +217,109 @@ def annotate_breakout(ram: np.ndarray, obs_hw: tuple[int, int] = (84, 84)) -> li
     return _objects(BREAKOUT_SPRITES, _breakout_present, np.asarray(ram), obs_hw)
 
 
+# ---------------------------------------------------------------------------------------------
+# Seaquest
+# ---------------------------------------------------------------------------------------------
+
+SEAQUEST_PLAYER: tuple[RamSprite, ...] = (
+    RamSprite("player", 0, 70, 97, 0, 33, 16, 11),  # the submarine; x RAM 70, depth RAM 97
+    RamSprite("player_missile", 0, 103, 97, 0, 40, 8, 1),  # fired at the sub's depth
+    RamSprite("submarine", 12, 118, None, 0, 45, 8, 11),  # the patrol sub on the surface (later waves)
+)
+"""Seaquest's objects with their own position bytes: the player, its torpedo, the surface sub."""
+
+
+@dataclass(frozen=True)
+class SeaquestLane:
+    """One of Seaquest's four enemy lanes (0 the deepest): a batch of up to three enemies.
+
+    Attributes:
+        x_addr: RAM index of the x of the batch's first slot; slot ``j`` is ``16 * j`` further
+            right (mod 256).
+        formation_addr: RAM index whose bit ``2 - j`` says that slot ``j`` holds an enemy.
+        kind_addr: RAM index; the batch is submarines when its value mod 8 is 4, 5 or 6, else sharks.
+        diver_addr: RAM index of the x of the lane's diver, or of its enemy torpedo in a
+            submarine lane (they share the byte); 0 or >= 160 when there is none.
+        y: screen row of the top of the lane's submarines and divers.
+    """
+
+    x_addr: int
+    formation_addr: int
+    kind_addr: int
+    diver_addr: int
+    y: int
+
+
+SEAQUEST_LANES: tuple[SeaquestLane, ...] = tuple(
+    SeaquestLane(30 + k, 36 + k, 89 + k, 71 + k, 141 - 24 * k) for k in range(4)
+)
+"""Seaquest's lanes, deepest first; enemy ``3 * lane + slot`` is a ``"shark"`` or ``"submarine"``."""
+_SEAQUEST_SHARK_BOB = 93
+"""RAM byte: sharks are drawn ``ram[93] - 4`` rows below their lane's row (they swim up and down)."""
+_SEAQUEST_ENEMY_MAX_X = 165
+"""Enemies further right than this are not tracked (OCAtari's rule)."""
+_SEAQUEST_CRASH = 105
+"""RAM byte that is between 1 and 14 while the player's submarine is exploding (not drawn)."""
+
+SEAQUEST_HUD_SCREEN: tuple[tuple[int, int, int, int], ...] = ((0, 7, 160, 33), (0, 164, 160, 188))
+"""HUD 0: score and reserve subs, in the sky band above the surface; HUD 1: the grey panel below
+the sea floor with the oxygen bar and the rescued divers."""
+
+
+def _fixed(category: str, id_: int, x: int, y: int, w: int, h: int, obs_hw: tuple[int, int]) -> GameObject | None:
+    box = RamSprite(category, id_, None, None, x, y, w, h).obs_box(np.zeros(0, np.uint8), obs_hw)
+    return None if box is None else GameObject(category, id_, box)
+
+
+def _seaquest_present(sprite: RamSprite, ram: np.ndarray) -> bool:
+    if sprite.category == "player":
+        return not 0 < int(ram[_SEAQUEST_CRASH]) < 15
+    if sprite.category == "player_missile":
+        return 0 < int(ram[103]) < 160
+    return int(ram[60]) >= 2 and int(ram[118]) < 160  # the surface sub
+
+
+def annotate_seaquest(ram: np.ndarray, obs_hw: tuple[int, int] = (84, 84)) -> list[GameObject]:
+    """Seaquest's objects from its RAM (as :func:`annotate_mspacman`).
+
+    Returns:
+        The player's submarine (``"player"``, not while it explodes), sharks and enemy submarines
+        (ids ``3 * lane + slot``, lane 0 the deepest; the surface patrol sub is ``"submarine"`` 12),
+        divers and enemy torpedoes (``"diver"``, ``"enemy_missile"``; id = lane), the player's
+        torpedo (``"player_missile"``) and the two HUD boxes (``"hud"`` 0 above, 1 below the sea).
+    """
+    ram = np.asarray(ram)
+    player = _objects(SEAQUEST_PLAYER[:1], _seaquest_present, ram, obs_hw)
+    enemies: dict[str, list[GameObject | None]] = {"shark": [], "submarine": [], "diver": [], "enemy_missile": []}
+    for k, lane in enumerate(SEAQUEST_LANES):
+        is_sub = 3 < int(ram[lane.kind_addr]) % 8 < 7
+        for j in range(3):
+            x = (int(ram[lane.x_addr]) + 16 * j) % 256
+            if not int(ram[lane.formation_addr]) >> (2 - j) & 1 or x > _SEAQUEST_ENEMY_MAX_X:
+                continue
+            if is_sub:
+                enemies["submarine"].append(_fixed("submarine", 3 * k + j, x, lane.y, 8, 11, obs_hw))
+            else:
+                y = lane.y + int(ram[_SEAQUEST_SHARK_BOB]) - 4
+                enemies["shark"].append(_fixed("shark", 3 * k + j, x, y, 8, 7, obs_hw))
+        x = int(ram[lane.diver_addr])
+        if 0 < x < 160:
+            if is_sub:
+                enemies["enemy_missile"].append(_fixed("enemy_missile", k, x + 3, lane.y + 4, 6, 4, obs_hw))
+            else:
+                enemies["diver"].append(_fixed("diver", k, x, lane.y, 8, 11, obs_hw))
+    objects = player + [o for group in enemies.values() for o in group if o is not None]
+    objects += _objects(SEAQUEST_PLAYER[2:], _seaquest_present, ram, obs_hw)  # the surface sub
+    objects += _objects(SEAQUEST_PLAYER[1:2], _seaquest_present, ram, obs_hw)
+    objects += [GameObject("hud", i, screen_to_obs(*box, obs_hw)) for i, box in enumerate(SEAQUEST_HUD_SCREEN)]
+    return objects
+
+
 BUILTIN_ANNOTATORS: dict[str, Annotator] = {
     "MsPacman": annotate_mspacman,
     "Pong": annotate_pong,
     "Breakout": annotate_breakout,
+    "Seaquest": annotate_seaquest,
 }
 """The annotators of this module, by game."""
 

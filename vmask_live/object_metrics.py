@@ -6,7 +6,7 @@ objects as NaN-padded rows ``[category index, id, x0, y0, x1, y1]`` (:mod:`vmask
 For maps of the agent's action on those states:
 
 * **mass** of a region: ``Σ_{p∈R} m_p / Σ_p m_p`` in % (maps min-max normalised as for every metric),
-  for the *actors* (every category but the HUD ones: player, ghosts, fruit, boxes dilated
+  for the *actors* (every category but the HUD ones and static items such as power pills: player, ghosts, fruit, boxes dilated
   ``dilate`` px) and for each category alone; a uniform map scores the region's **area** share.
 * **pointing game** on the actors: is the arg-max pixel inside them.
 * **shuffled control**: the same map scored against the objects of a state from *another
@@ -67,8 +67,9 @@ class ObjectSettings:
 
     dilate: int = 2
     """Box dilation in observation pixels (sprites are small and move between stacked frames)."""
-    hud_categories: tuple[str, ...] = ("hud",)
-    """Categories that are not actors (score, lives): scored as their own regions only."""
+    hud_categories: tuple[str, ...] = ("hud", "power_pill")
+    """Categories that are not actors (score, lives; Ms. Pac-Man's power pills, which never move):
+    scored as their own regions only. Actors are what SPEC §2 names: player, enemies, fruit."""
     seed: int = 0
     """Seed of the shuffled-control pairing and of the pool of other states."""
     pool: int = 2000
@@ -93,7 +94,7 @@ def region_masks(
     categories: Sequence[str],
     hw: Sequence[int],
     dilate: int = 2,
-    hud_categories: Sequence[str] = ("hud",),
+    hud_categories: Sequence[str] = ("hud", "power_pill"),
 ) -> dict[str, torch.Tensor]:
     """Bool masks ``(B, H, W)`` of :data:`ACTORS` and of every category, from stored rows ``(B, M, 6)``.
 

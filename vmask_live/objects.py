@@ -9,7 +9,7 @@ map lies on each object.
 
 Annotators are registered per game with :func:`register_annotator`; :func:`annotator_for` finds
 the one of an env (``None`` where no annotations exist, so other envs are unaffected). The RAM
-tables of :mod:`vmask_live.atari_objects` (Ms. Pac-Man, Pong, Breakout) are registered once, on the
+tables of :mod:`vmask_live.atari_objects` (Ms. Pac-Man, Pong, Breakout, Seaquest) are registered once, on the
 first lookup, for the games that have no annotator registered by then.
 """
 
@@ -58,7 +58,7 @@ class GameObject:
         """``"ghost 2"``; the category alone for single objects (id 0 of a one-of-a-kind category)."""
         return (
             self.category
-            if self.id == 0 and self.category in ("player", "enemy", "ball", "fruit", "hud")
+            if self.id == 0 and self.category in ("player", "enemy", "ball", "fruit", "hud", "player_missile")
             else f"{self.category} {self.id}"
         )
 

@@ -30,11 +30,25 @@ OUT = Path(__file__).with_name("ocatari_reference.json")
 SEED = 0
 # OCAtari's object slots (hud=False) -> our (category, id).
 SLOTS = {
-    "MsPacman": {0: ("player", 0), 1: ("ghost", 0), 2: ("ghost", 1), 3: ("ghost", 2), 4: ("ghost", 3), 5: ("fruit", 0)},
+    "MsPacman": {
+        0: ("player", 0),
+        **{1 + i: ("ghost", i) for i in range(4)},
+        5: ("fruit", 0),
+        **{6 + i: ("power_pill", i) for i in range(4)},
+    },
     "Pong": {0: ("player", 0), 1: ("ball", 0), 2: ("enemy", 0)},
     "Breakout": {0: ("player", 0), 1: ("ball", 0)},
+    "Seaquest": {
+        0: ("player", 0),
+        **{1 + i: ("shark", i) for i in range(12)},  # 3 * lane + slot, lane 0 the deepest
+        **{13 + i: ("submarine", i) for i in range(12)},
+        **{25 + i: ("diver", 3 - i) for i in range(4)},  # OCAtari's diver slots start at the top lane
+        **{29 + i: ("enemy_missile", 3 - i) for i in range(4)},
+        33: ("submarine", 12),  # the surface patrol sub
+        34: ("player_missile", 0),
+    },
 }
-N_EPISODES = {"MsPacman": 10, "Pong": 1, "Breakout": 3}
+N_EPISODES = {"MsPacman": 10, "Pong": 1, "Breakout": 3, "Seaquest": 8}
 
 
 def make_env(game: str):
@@ -79,6 +93,8 @@ def pick(game: str, states: list[dict], rng: np.random.Generator) -> list[dict]:
         top = [s for s in states if s["ram"][51] < 47 or s["ram"][50] < 49]  # a paddle cut off by the top wall
         bottom = [s for s in states if s["ram"][51] > 192 or s["ram"][50] > 194]
         return [*_some(no_ball, 2, rng), *_some(top, 4, rng), *_some(bottom, 4, rng), *_some(states, 6, rng)]
+    if game == "Seaquest":
+        return _pick_seaquest(states, rng)
     no_ball = [s for s in states if s["ram"][101] == 0]
     low = [s for s in states if s["ram"][101] > 180]  # near or below the paddle
     edge = [
@@ -89,10 +105,37 @@ def pick(game: str, states: list[dict], rng: np.random.Generator) -> list[dict]:
     return [*_some(no_ball, 1, rng), *_some(low, 2, rng), *_some(edge, 2, rng), *_some(states, 2, rng)]
 
 
+def _pick_seaquest(states: list[dict], rng: np.random.Generator) -> list[dict]:
+    def lanes(ram: np.ndarray, kind: str) -> bool:  # a lane with a diver / enemy torpedo / enemy far right / subs
+        for k in range(4):
+            sub = 3 < ram[89 + k] % 8 < 7
+            if kind == "right" and ram[36 + k] and ram[30 + k] > 140:
+                return True
+            if (
+                kind == "sub"
+                and sub
+                and any(ram[36 + k] >> (2 - j) & 1 and (int(ram[30 + k]) + 16 * j) % 256 <= 165 for j in range(3))
+            ):
+                return True
+            if kind in ("diver", "torpedo") and 0 < ram[71 + k] < 160 and sub == (kind == "torpedo"):
+                return True
+        return False
+
+    crash = [s for s in states if 0 < s["ram"][105] < 15]
+    counts = {"diver": 1, "torpedo": 2, "right": 1, "sub": 2}  # submarines come in some episodes only
+    groups = [_some([s for s in states if lanes(s["ram"], kind)], n, rng) for kind, n in counts.items()]
+    picked = {s["step"]: s for s in [*_some(crash, 1, rng), *(s for g in groups for s in g)]}  # no state twice
+    return [picked[step] for step in sorted(picked)]
+
+
 def ocatari_objects(game: str, ram: np.ndarray) -> list[dict]:
     from ocatari.ram.extract_ram_info import detect_objects_ram, init_objects
 
     objects = init_objects(game, False)
+    if game == "Seaquest":
+        # its module computes ``(ram[i] + 16 * j) % 256`` on the uint8 byte, which numpy 2 rejects
+        # ("256 out of bounds for uint8"); on Python ints it gives what it gives under numpy 1.
+        ram = ram.astype(np.int64)
     # An object that appears in an empty slot only gets its position on the next call.
     detect_objects_ram(objects, ram, game, False)
     detect_objects_ram(objects, ram, game, False)
