@@ -103,6 +103,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get("VMASK_LIVE_CACHE", Path.home() / ".cache" / "vmask-live"))
 
 
+def static_batch(backend: str, batch_size: int | None) -> int | None:
+    """The batch size an artifact is built for: TensorRT engines have a static shape (1 unless
+    asked otherwise); the other backends take any batch (``None``: dynamic)."""
+    return 1 if backend == "tensorrt" and batch_size is None else batch_size
+
+
 def default_artifact_path(
     exp: Explainer,
     backend: str,
@@ -121,6 +127,7 @@ def default_artifact_path(
     Raises:
         ConfigError: ``backend`` is not one of :data:`BACKENDS` (resolve ``auto`` first).
     """
+    batch_size = static_batch(backend, batch_size)
     if backend not in BACKENDS:
         raise ConfigError(f"Expected a concrete backend in {BACKENDS}, got {backend!r}; resolve 'auto' first")
     tag = f"{backend}-{'dyn' if batch_size is None else f'b{batch_size}'}-{precision}{_module(backend).SUFFIX}"
@@ -150,6 +157,7 @@ def export_explainer(
         raise ConfigError(f"Backend {backend!r} has nothing to export; it runs the checkpoint directly")
     if precision not in ("fp32", "fp16"):
         raise ConfigError(f"Expected precision 'fp32' or 'fp16', got {precision!r}")
+    batch_size = static_batch(backend, batch_size)
     path = Path(out) if out is not None else default_artifact_path(exp, backend, batch_size, precision)
     path.parent.mkdir(parents=True, exist_ok=True)
     # A per-process temporary name: two processes filling the same cache entry never share a file.
@@ -310,8 +318,7 @@ def load_runtime(
     exp = spec if isinstance(spec, Explainer) else Explainer.load(spec)
     backend, device = resolve_backend(backend, device)
     mod = _module(backend)
-    if backend == "tensorrt" and batch_size is None:
-        batch_size = 1
+    batch_size = static_batch(backend, batch_size)
     art: Path | None = None
     reused = False
     if mod.SUFFIX:

@@ -301,8 +301,6 @@ def export(
         if agent is not None:
             check_pairing(exp, load_agent(agent), allow_mismatch=allow_mismatch)
         backend, device = resolve_backend(backend, device)  # "auto" -> a concrete backend before naming the file
-        if batch is None and backend == "tensorrt":
-            batch = 1
         if out is None:
             out = default_artifact_path(exp, backend, batch, precision, beside_checkpoint=True)
         path = export_explainer(exp, backend, out, batch_size=batch, precision=precision, device=device)

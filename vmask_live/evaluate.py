@@ -301,7 +301,7 @@ def _has_annotator(env_name: str) -> bool:
 
 def _play_states(cfg: EvaluateConfig, agent: Any, agent_spec: str, out: Path) -> Any:
     """Let the agent play ``cfg.env`` into ``out/states`` (reused when made by the same play)."""
-    from vmask_live.dataset import FORMAT, CollectConfig, Dataset, collect
+    from vmask_live.dataset import FORMAT, LOCK_NAME, CollectConfig, Dataset, collect
     from vmask_live.envs import canonical_name
     from vmask_live.pairing import agent_hash
 
@@ -346,7 +346,7 @@ def _play_states(cfg: EvaluateConfig, agent: Any, agent_spec: str, out: Path) ->
         shutil.rmtree(folder)
     elif folder.exists():
         # An interrupted play leaves shards, temporary files and collect's lock without a manifest.
-        if any(not (p.name.endswith((".npy", ".tmp")) or p.name == ".lock") for p in folder.iterdir()):
+        if any(not (p.name.endswith((".npy", ".tmp")) or p.name == LOCK_NAME) for p in folder.iterdir()):
             raise DatasetError(f"{str(folder)!r} exists and is not a dataset evaluate played; pick another --out")
         shutil.rmtree(folder)
     log.info("playing %d states of %s with agent %s into %s", steps, play.env, agent_spec, folder)

@@ -21,7 +21,7 @@ from vmask_live.types import ExplainerSpec, ObsAdapter, SaliencyExplainer
 if TYPE_CHECKING:
     from vmask_live.agents import Agent
 
-__all__ = ["ExplainedEnv", "resolve_explainer", "resolve_agent", "check_compatible"]
+__all__ = ["ExplainedEnv", "ExplainCore", "resolve_explainer", "resolve_agent", "check_compatible"]
 
 
 def resolve_explainer(explainer: ExplainerSpec, backend: str = "auto") -> SaliencyExplainer:
@@ -97,6 +97,50 @@ def check_compatible(
         raise ObservationError("Incompatible env/explainer/agent: " + "; ".join(problems))
     to_agent = agent.obs_format.adapter(space, "agent") if agent is not None else None
     return explainer.obs_format.adapter(space, "explainer"), to_agent
+
+
+class ExplainCore:
+    """What every explained env form shares: resolving the explainer and agent, the checks made
+    when a wrapper is built (observations, action count, pairing, the ``objects`` flag) and the
+    batched explainer and agent calls on a raw observation batch."""
+
+    def __init__(
+        self,
+        space: gym.Space[Any],
+        action_space: gym.Space[Any],
+        explainer: ExplainerSpec,
+        agent: Any | None,
+        backend: str,
+        allow_mismatch: bool,
+        objects: bool = True,
+    ) -> None:
+        if not isinstance(objects, bool):
+            raise ConfigError(f"Expected `objects` to be a bool, got {type(objects).__name__}")
+        self.explainer: SaliencyExplainer = resolve_explainer(explainer, backend)
+        self.agent: Agent | None = resolve_agent(agent)
+        self.to_explainer, self.to_agent = check_compatible(space, action_space, self.explainer, self.agent)
+        check_pairing(self.explainer, self.agent, allow_mismatch=allow_mismatch)
+
+    def __call__(self, obs: np.ndarray) -> dict[str, np.ndarray]:
+        obs = np.asarray(obs)
+        out = {"saliency": self.explainer(self.to_explainer(obs))}
+        if self.agent is not None and self.to_agent is not None:
+            actions, probs, _ = self.agent.act(self.to_agent(obs))
+            out["saliency_action"], out["action_probs"] = actions, probs
+        return out
+
+
+OBJECT_KEYS = ("objects", "saliency_objects")
+"""The ``info`` keys added where a game's objects are known."""
+
+
+def object_info(
+    env: gym.Env, annotator: game_objects.Annotator, maps: np.ndarray
+) -> tuple[list[GameObject], dict[str, Any]]:
+    """The objects of ``env``'s current state and the single-env info keys for them and ``maps``
+    ``(K, H, W)``: ``objects`` (dicts) and ``saliency_objects`` (each object's share of each map)."""
+    objs = game_objects.annotate(env, annotator) or []  # never None: the annotator is given
+    return objs, {"objects": [obj.to_dict() for obj in objs], "saliency_objects": object_mass(maps, objs)}
 
 
 class ExplainedEnv(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.RecordConstructorArgs):
@@ -178,14 +222,11 @@ class ExplainedEnv(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.Re
             objects=objects,
         )
         gym.Wrapper.__init__(self, env)
-        if not isinstance(objects, bool):
-            raise ConfigError(f"Expected `objects` to be a bool, got {type(objects).__name__}")
-        self.explainer: SaliencyExplainer = resolve_explainer(explainer, backend)
-        self.agent: Agent | None = resolve_agent(agent)
-        self._to_explainer, self._to_agent = check_compatible(
-            env.observation_space, env.action_space, self.explainer, self.agent
+        self._core = ExplainCore(
+            env.observation_space, env.action_space, explainer, agent, backend, allow_mismatch, objects
         )
-        check_pairing(self.explainer, self.agent, allow_mismatch=allow_mismatch)
+        self.explainer: SaliencyExplainer = self._core.explainer
+        self.agent: Agent | None = self._core.agent
         self.obs_format = self.explainer.obs_format
         self.saliency_key = saliency_key
         self.view = view or ViewState()
@@ -202,24 +243,22 @@ class ExplainedEnv(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.Re
                 raise ConfigError(
                     f"info already has a {key!r} entry; pass another saliency_key= or unwrap the other explainer"
                 )
-        for key in ("objects", "saliency_objects") if self.annotator is not None else ():
+        for key in OBJECT_KEYS if self.annotator is not None else ():
             if key in info:
                 raise ConfigError(f"info already has a {key!r} entry; pass objects=False or unwrap the other explainer")
-        batch = self._to_explainer(np.asarray(obs)[None])
-        maps = self.explainer(batch)[0]
-        self.last_obs, self.last_saliency = batch[0], maps
+        raw = np.asarray(obs)[None]
+        out = self._core(raw)
+        maps = out["saliency"][0]
+        self.last_obs, self.last_saliency = self._core.to_explainer(raw)[0], maps
         info = dict(info)
         info[self.saliency_key] = maps
-        if self.agent is not None and self._to_agent is not None:
-            actions, probs, _ = self.agent.act(self._to_agent(np.asarray(obs)[None]))
-            self.last_probs = probs[0]
-            info["saliency_action"] = int(actions[0])
-            info["action_probs"] = probs[0]
+        if "action_probs" in out:
+            self.last_probs = out["action_probs"][0]
+            info["saliency_action"] = int(out["saliency_action"][0])
+            info["action_probs"] = out["action_probs"][0]
         if self.annotator is not None:
-            objs = game_objects.annotate(self.env, self.annotator) or []
-            self.last_objects = objs
-            info["objects"] = [obj.to_dict() for obj in objs]
-            info["saliency_objects"] = object_mass(maps, objs)
+            self.last_objects, keys = object_info(self.env, self.annotator, maps)
+            info.update(keys)
         return info
 
     def reset(

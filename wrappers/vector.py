@@ -18,50 +18,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import gymnasium as gym
 import numpy as np
 from gymnasium.vector import VectorEnv, VectorWrapper
 
 from vmask_live import objects as game_objects
 from vmask_live.errors import ConfigError
-from vmask_live.objects import object_mass
-from vmask_live.pairing import check_pairing
-from vmask_live.types import ExplainerSpec, SaliencyExplainer
-from vmask_live.wrappers.explained_env import check_compatible, resolve_agent, resolve_explainer
+from vmask_live.types import ExplainerSpec
+from vmask_live.wrappers.explained_env import ExplainCore, object_info
 
 if TYPE_CHECKING:
     from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
     from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
-    from vmask_live.agents import Agent
 
 __all__ = ["ExplainedVectorEnv", "ExplainedVecEnv"]
-
-
-class _Explain:
-    """The checks and the batched calls both vector forms share."""
-
-    def __init__(
-        self,
-        space: gym.Space[Any],
-        action_space: gym.Space[Any],
-        explainer: ExplainerSpec,
-        agent: Any | None,
-        backend: str,
-        allow_mismatch: bool,
-    ) -> None:
-        self.explainer: SaliencyExplainer = resolve_explainer(explainer, backend)
-        self.agent: Agent | None = resolve_agent(agent)
-        self.to_explainer, self.to_agent = check_compatible(space, action_space, self.explainer, self.agent)
-        check_pairing(self.explainer, self.agent, allow_mismatch=allow_mismatch)
-
-    def __call__(self, obs: np.ndarray) -> dict[str, np.ndarray]:
-        obs = np.asarray(obs)
-        out = {"saliency": self.explainer(self.to_explainer(obs))}
-        if self.agent is not None and self.to_agent is not None:
-            actions, probs, _ = self.agent.act(self.to_agent(obs))
-            out["saliency_action"], out["action_probs"] = actions, probs
-        return out
 
 
 def _annotated(envs: Any, objects: bool) -> list[tuple[int, Any, game_objects.Annotator]]:
@@ -70,12 +40,6 @@ def _annotated(envs: Any, objects: bool) -> list[tuple[int, Any, game_objects.An
         return []
     found = ((i, env, game_objects.annotator_for(env)) for i, env in enumerate(envs))
     return [(i, env, annotator) for i, env, annotator in found if annotator is not None]
-
-
-def _objects_of(env: Any, annotator: game_objects.Annotator, maps: np.ndarray) -> dict[str, Any]:
-    """The single-env object keys of one sub-env's current state and its maps ``(K, H, W)``."""
-    objs = game_objects.annotate(env, annotator) or []
-    return {"objects": [obj.to_dict() for obj in objs], "saliency_objects": object_mass(maps, objs)}
 
 
 class ExplainedVectorEnv(VectorWrapper):
@@ -116,10 +80,8 @@ class ExplainedVectorEnv(VectorWrapper):
         objects: bool = True,
     ) -> None:
         super().__init__(env)
-        if not isinstance(objects, bool):
-            raise ConfigError(f"Expected `objects` to be a bool, got {type(objects).__name__}")
-        self._explain = _Explain(
-            env.single_observation_space, env.single_action_space, explainer, agent, backend, allow_mismatch
+        self._explain = ExplainCore(
+            env.single_observation_space, env.single_action_space, explainer, agent, backend, allow_mismatch, objects
         )
         self.explainer, self.agent = self._explain.explainer, self._explain.agent
         self.saliency_key = saliency_key
@@ -148,7 +110,7 @@ class ExplainedVectorEnv(VectorWrapper):
         shares: dict[str, np.ndarray] = {}
         mask = np.zeros(n, dtype=bool)
         for i, sub, annotator in self._annotated:
-            one = _objects_of(sub, annotator, maps[i])
+            _, one = object_info(sub, annotator, maps[i])
             objs[i], mask[i] = one["objects"], True
             for name, share in one["saliency_objects"].items():
                 if name not in shares:
@@ -196,10 +158,10 @@ class ExplainedVecEnv:
         allow_mismatch: bool = False,
         objects: bool = True,
     ) -> VecEnvWrapper:
-        if not isinstance(objects, bool):
-            raise ConfigError(f"Expected `objects` to be a bool, got {type(objects).__name__}")
         base = _sb3_wrapper_base()
-        explain = _Explain(venv.observation_space, venv.action_space, explainer, agent, backend, allow_mismatch)
+        explain = ExplainCore(
+            venv.observation_space, venv.action_space, explainer, agent, backend, allow_mismatch, objects
+        )
         # DummyVecEnv keeps its sub-envs in ``envs``; SubprocVecEnv has none in this process
         annotated = _annotated(getattr(venv.unwrapped, "envs", None), objects)
 
@@ -208,7 +170,7 @@ class ExplainedVecEnv:
                 for key in ("objects", "saliency_objects"):
                     if key in infos[i]:
                         raise ConfigError(f"info of sub-env {i} already has a {key!r} entry; pass objects=False")
-                infos[i].update(_objects_of(sub, annotator, maps[i]))
+                infos[i].update(object_info(sub, annotator, maps[i])[1])
 
         class _ExplainedVecEnv(base):  # type: ignore[misc, valid-type]
             def __init__(self) -> None:
