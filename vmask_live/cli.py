@@ -23,6 +23,7 @@ from rich.table import Table
 from vmask_live.ablation import AblationConfig
 from vmask_live.cli_options import ConfigOptions, Flag
 from vmask_live.dataset import CollectConfig
+from vmask_live.distill import DistillConfig
 from vmask_live.evaluate import EvaluateConfig
 from vmask_live.train import TrainConfig
 from vmask_live.train_agent import BCConfig, PPOConfig
@@ -40,6 +41,7 @@ console = Console(stderr=True, soft_wrap=True)  # an error stays on one line, wh
 class Algo(str, Enum):
     ppo = "ppo"
     bc = "bc"
+    distill = "distill"
 
 
 _DEBUG = {"on": False}
@@ -161,19 +163,24 @@ def build_config(command: str, values: dict[str, Any]) -> Any:
 
 
 _TRAIN_AGENT = ConfigOptions(
-    {"ppo": PPOConfig, "bc": BCConfig}, flags={"total_steps": Flag("steps"), "samples": Flag("steps")}
+    {"ppo": PPOConfig, "bc": BCConfig, "distill": DistillConfig},
+    flags={"total_steps": Flag("steps"), "samples": Flag("steps")},
 )
 
 
 @_config_command("train-agent", _TRAIN_AGENT, select="algo")
 def train_agent(
-    cfg: PPOConfig | BCConfig,
-    algo: Algo = typer.Option(Algo.bc, help="ppo (SB3, Atari) or bc (clone the ground-truth expert)"),
+    cfg: PPOConfig | BCConfig | DistillConfig,
+    algo: Algo = typer.Option(
+        Algo.bc,
+        help="ppo (SB3, Atari), distill (a rollout planner distilled with DAgger, Atari) or bc (clone the "
+        "ground-truth expert)",
+    ),
     export_checkpoint: Path | None = typer.Option(
         None, help="ppo: skip training; export and evaluate this SB3 checkpoint (e.g. --out/ppo_600000.zip)"
     ),
 ) -> None:
-    """Train an agent to explain: SB3 PPO on Atari, or behaviour cloning on the ground-truth env."""
+    """Train an agent to explain: SB3 PPO or planner distillation on Atari, behaviour cloning on the ground-truth env."""
     from vmask_live.agents import TRUST_AGENT_FILES
     from vmask_live.train_agent import run_train_agent
 

@@ -13,11 +13,14 @@ import json
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vmask_live.atomic import atomic_path, atomic_write_text
 from vmask_live.errors import ConfigError
 from vmask_live.settings import SettingChecks
+
+if TYPE_CHECKING:
+    from vmask_live.distill import DistillConfig
 
 __all__ = ["PPOConfig", "train_ppo", "BCConfig", "train_bc", "export_ppo", "evaluate_agent", "run_train_agent"]
 
@@ -456,7 +459,9 @@ def evaluate_agent(
     max_steps: int = 27_000,
     epsilon: float = 0.0,
 ) -> dict:
-    """Mean/std raw game score over full-game episodes (all envs stepped in one batched agent call)."""
+    """Mean/std raw game score over full-game episodes (all envs stepped in one batched agent call),
+    and ``mean_p_chosen``: the agent's mean probability of the action it picked, over all steps
+    (before any epsilon exploration)."""
     import gymnasium as gym
     import numpy as np
 
@@ -470,8 +475,12 @@ def evaluate_agent(
     obs, _ = envs.reset(seed=[seed + i for i in range(episodes)])
     rng = np.random.default_rng(seed)
     scores, active = np.zeros(episodes), np.ones(episodes, bool)
+    chosen_prob, chosen_n = 0.0, 0
     for _ in range(max_steps):
-        actions, _, _ = agent.act(obs, deterministic=deterministic, rng=rng)
+        actions, probs, _ = agent.act(obs, deterministic=deterministic, rng=rng)
+        # how sure the agent is of the action it picks, on the states it visits
+        chosen_prob += float(probs[np.arange(len(actions)), actions][active].sum())
+        chosen_n += int(active.sum())
         if epsilon:  # epsilon-greedy evaluation (the DQN protocol): breaks deterministic loops
             explore = rng.random(len(actions)) < epsilon
             actions = np.where(explore, rng.integers(0, agent.n_actions, len(actions)), actions)
@@ -487,11 +496,16 @@ def evaluate_agent(
         "std_score": float(scores.std()),
         "scores": scores.tolist(),
         "deterministic": deterministic,
+        "mean_p_chosen": round(chosen_prob / max(chosen_n, 1), 4),
+        "steps": chosen_n,
     }
 
 
 def run_train_agent(
-    cfg: PPOConfig | BCConfig, *, export_checkpoint: str | Path | None = None, trust_pickle: bool = False
+    cfg: PPOConfig | BCConfig | DistillConfig,
+    *,
+    export_checkpoint: str | Path | None = None,
+    trust_pickle: bool = False,
 ) -> tuple[Path, dict]:
     """The ``vmask-live train-agent`` job: train an agent and save it as our agent checkpoint.
 
@@ -513,6 +527,10 @@ def run_train_agent(
     Raises:
         ConfigError: a bad setting (all of them listed), or a run in ``out`` that would be overwritten.
     """
+    from vmask_live.distill import DistillConfig, run_distill
+
+    if isinstance(cfg, DistillConfig):
+        return run_distill(cfg)
     if isinstance(cfg, BCConfig):
         out = Path(cfg.out)
         if out.suffix != ".safetensors":
