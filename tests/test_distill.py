@@ -1,0 +1,134 @@
+"""The rollout planner and its DAgger distillation (train-agent --algo distill), on real Ms. Pac-Man."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from vmask_live.errors import ConfigError
+from vmask_live.planner import PlannerSettings, RolloutPlanner, canonical_label, motion_actions
+
+NAMES = ["NOOP", "UP", "RIGHT", "LEFT", "DOWN", "UPRIGHT", "UPLEFT", "DOWNRIGHT", "DOWNLEFT"]
+
+
+def test_canonical_label_prefers_motion_then_lowest_non_noop():
+    v = np.array([5.0, 5.0, 1.0, 5.0, 5.0, 0, 0, 0, 0])
+    assert canonical_label(v, [3]) == 3  # LEFT is tied for best and is the motion
+    assert canonical_label(v, [2, 4]) == 4  # RIGHT is not tied; DOWN is
+    assert canonical_label(v, []) == 1  # no motion: the lowest non-NOOP tied action
+    assert canonical_label(np.array([9.0, 1, 1]), [1]) == 0  # a strictly better NOOP wins
+    assert canonical_label(np.array([5.0, 2.0, 4.0]), [2], tolerance=1.5) == 2  # within tolerance: tied
+
+
+def test_motion_actions_directions_and_tunnel_wrap():
+    box = (10.0, 10.0, 14.0, 14.0)
+    assert motion_actions(box, (8.0, 10.0, 12.0, 14.0), NAMES) == [NAMES.index("LEFT")]
+    assert motion_actions(box, (10.0, 13.0, 14.0, 17.0), NAMES) == [NAMES.index("DOWN")]
+    # up and to the right, more right than up: the diagonal, then the larger axis first
+    assert motion_actions(box, (13.0, 9.0, 17.0, 13.0), NAMES) == [5, 2, 1]
+    assert motion_actions(box, box, NAMES) == []
+    assert motion_actions(None, box, NAMES) == []
+    # a jump across the screen is a wrap through the tunnel: still moving left
+    assert motion_actions((1.0, 10.0, 5.0, 14.0), (79.0, 10.0, 83.0, 14.0), NAMES) == [NAMES.index("LEFT")]
+    assert motion_actions(box, (8.0, 10.0, 12.0, 14.0), ["NOOP", "FIRE"]) == []  # no such action
+
+
+def _pacman(seed: int = 3):
+    from vmask_live.envs import make_env
+
+    env = make_env("MsPacman")
+    env.reset(seed=seed)
+    for _ in range(80):  # past the start, where nothing moves yet
+        env.step(3)
+    return env
+
+
+def test_planner_values_leave_the_game_untouched_and_are_seeded():
+    planned, plain = _pacman(), _pacman()
+    ale = planned.unwrapped.ale
+    ram = ale.getRAM().copy()
+    settings = PlannerSettings(rollouts=2, horizon=6)
+    v1 = RolloutPlanner(planned, settings, seed=7).values()
+    assert v1.shape == (9,) and np.isfinite(v1).all()
+    np.testing.assert_array_equal(ale.getRAM(), ram)
+    np.testing.assert_array_equal(RolloutPlanner(planned, settings, seed=7).values(), v1)
+    # the game goes on exactly as if nobody had planned (observations and rewards)
+    for action in (3, 3, 1, 1, 4, 2):
+        a, b = planned.step(action), plain.step(action)
+        np.testing.assert_array_equal(a[0], b[0])
+        assert a[1:4] == b[1:4]
+    # a penalty that dwarfs the game's rewards shows wherever a rollout loses a life
+    worse = RolloutPlanner(planned, PlannerSettings(rollouts=2, horizon=6, life_penalty=1e6), seed=7).values()
+    same = RolloutPlanner(planned, settings, seed=7).values()
+    assert (worse <= same).all()
+    planned.close()
+    plain.close()
+
+
+def test_planner_refuses_a_non_ale_env():
+    from vmask_live.envs import make_env
+
+    env = make_env("Beacon")
+    with pytest.raises(ConfigError, match="needs an ALE env"):
+        RolloutPlanner(env)
+    with pytest.raises(ConfigError, match="horizon"):
+        RolloutPlanner(make_env("MsPacman"), PlannerSettings(horizon=0))
+
+
+def _cfg(out, **kw):
+    from vmask_live.distill import DistillConfig
+
+    base = dict(
+        out=str(out),
+        rounds=2,
+        states_per_round=24,
+        chunk=12,
+        workers=1,
+        passes=2.0,
+        batch_size=8,
+        eval_episodes=0,
+        planner=PlannerSettings(rollouts=1, horizon=3),
+    )
+    base.update(kw)
+    return DistillConfig(**base)
+
+
+def test_distill_rounds_resume_and_refusals(tmp_path):
+    from vmask_live.agents import load_agent
+    from vmask_live.distill import run_distill
+
+    out = tmp_path / "run"
+    path, scores = run_distill(_cfg(out), progress=False)
+    assert scores == {}
+    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in rows] == [0, 1]
+    assert rows[0]["beta"] == 1.0 and rows[1]["beta"] == 0.5
+    assert rows[1]["labels"] == 48 and "student_agreement" in rows[1]  # round 1: the student played
+    assert sorted(p.name for p in (out / "data").iterdir()) == [f"r00{r}_c00{c}.npz" for r in (0, 1) for c in (0, 1)]
+    agent = load_agent(path)
+    assert agent.n_actions == 9 and agent.info["trained_by"].endswith("--algo distill")
+    with np.load(out / "data" / "r000_c000.npz") as z:
+        assert z["obs"].shape == (12, 4, 84, 84) and z["obs"].dtype == np.uint8
+        assert z["values"].shape == (12, 9)
+        np.testing.assert_array_equal(z["label"], z["executed"])  # round 0: the planner drives
+
+    # the same folder again without --resume: refused, nothing deleted
+    with pytest.raises(ConfigError, match="already holds another agent run"):
+        run_distill(_cfg(out), progress=False)
+    # resume with a changed label setting: refused
+    with pytest.raises(ConfigError, match="horizon"):
+        run_distill(_cfg(out, resume=True, planner=PlannerSettings(rollouts=1, horizon=4)), progress=False)
+    # a lost chunk of a finished round is not relabelled; one more round only labels that round
+    run_distill(_cfg(out, resume=True, rounds=3), progress=False)
+    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in rows] == [0, 1, 2] and rows[2]["labels"] == 72
+    assert len(list((out / "data").iterdir())) == 6
+
+
+def test_distill_refuses_an_env_without_an_emulator(tmp_path):
+    from vmask_live.distill import run_distill
+
+    with pytest.raises(ConfigError, match="needs an Atari env"):
+        run_distill(_cfg(tmp_path / "b", env="Beacon"), progress=False)
