@@ -28,6 +28,8 @@ __all__ = [
     "Annotator",
     "register_annotator",
     "annotator_for",
+    "annotator_for_game",
+    "game_of",
     "annotate",
     "screen_to_obs",
     "object_masks",
@@ -97,13 +99,22 @@ def _game_of(env: Any) -> str | None:
     return name or None
 
 
-def annotator_for(env: Any) -> Annotator | None:
-    """The annotator of ``env``'s game, or ``None`` (no RAM tables for it, or not an ALE env)."""
-    game = _game_of(env)
-    if game is None or not hasattr(getattr(env, "unwrapped", env), "ale"):
+def annotator_for_game(game: str | None) -> Annotator | None:
+    """The annotator registered for ``game`` (a registry name such as ``"MsPacman"``), or ``None``."""
+    if not game:
         return None
     _register_builtin_annotators()
     return ANNOTATORS.get(game)
+
+
+def game_of(env: Any) -> str | None:
+    """The game name of an ALE env (``"MsPacman"``), or ``None`` for other envs."""
+    return _game_of(env) if hasattr(getattr(env, "unwrapped", env), "ale") else None
+
+
+def annotator_for(env: Any) -> Annotator | None:
+    """The annotator of ``env``'s game, or ``None`` (no RAM tables for it, or not an ALE env)."""
+    return annotator_for_game(game_of(env))
 
 
 def annotate(env: Any, annotator: Annotator | None = None) -> list[GameObject] | None:

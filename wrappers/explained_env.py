@@ -140,7 +140,12 @@ def object_info(
     """The objects of ``env``'s current state and the single-env info keys for them and ``maps``
     ``(K, H, W)``: ``objects`` (dicts) and ``saliency_objects`` (each object's share of each map)."""
     objs = game_objects.annotate(env, annotator) or []  # never None: the annotator is given
-    return objs, {"objects": [obj.to_dict() for obj in objs], "saliency_objects": object_mass(maps, objs)}
+    return objs, object_keys(objs, maps)
+
+
+def object_keys(objs: list[GameObject], maps: np.ndarray) -> dict[str, Any]:
+    """The single-env info keys for ``objs`` and ``maps`` ``(K, H, W)``."""
+    return {"objects": [obj.to_dict() for obj in objs], "saliency_objects": object_mass(maps, objs)}
 
 
 class ExplainedEnv(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.RecordConstructorArgs):

@@ -7,11 +7,11 @@
   same keys as the single-env wrapper.
 
 Where a sub-env's game objects are known (see :mod:`vmask_live.objects`), both also add the object
-keys of :class:`~vmask_live.ExplainedEnv` (``objects``, ``saliency_objects``). The objects are read
-from each sub-env's emulator RAM, so only in-process sub-envs get them: Gymnasium's
-``SyncVectorEnv`` and SB3's ``DummyVecEnv``. Sub-envs in other processes (``AsyncVectorEnv``,
-``SubprocVecEnv``) are skipped: reading their RAM would need a call into each worker process
-on every step, which these wrappers do not make. They get no object keys.
+keys of :class:`~vmask_live.ExplainedEnv` (``objects``, ``saliency_objects``), read from each
+sub-env's emulator RAM. In-process sub-envs (``SyncVectorEnv``, ``DummyVecEnv``) are read
+directly; sub-envs in worker processes (``AsyncVectorEnv``, ``SubprocVecEnv``) are read with one
+call into the workers per step, which works for envs made by :func:`vmask_live.make_env` (their
+:class:`~vmask_live.envs.atari.ObjectRam` wrapper answers it). Other worker envs get no object keys.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from gymnasium.vector import VectorEnv, VectorWrapper
 
 from vmask_live import objects as game_objects
 from vmask_live.errors import ConfigError
+from vmask_live.objects import GameObject
 from vmask_live.types import ExplainerSpec
-from vmask_live.wrappers.explained_env import ExplainCore, object_info
+from vmask_live.wrappers.explained_env import ExplainCore, object_keys
 
 if TYPE_CHECKING:
     from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
@@ -42,6 +43,32 @@ def _annotated(envs: Any, objects: bool) -> list[tuple[int, Any, game_objects.An
     return [(i, env, annotator) for i, env, annotator in found if annotator is not None]
 
 
+def _remote_annotated(call: Any, objects: bool) -> list[tuple[int, game_objects.Annotator]]:
+    """``(index, annotator)`` of worker-process sub-envs whose objects are known and readable.
+
+    ``call(name, *args)`` calls a method of every sub-env (``AsyncVectorEnv.call``, SB3's
+    ``env_method``). A worker dies on a call its env cannot answer, so it is asked first.
+    """
+    if not objects:
+        return []
+    answers = call("has_wrapper_attr", "object_ram")
+    if not all(answers):
+        return []
+    found = ((i, game_objects.annotator_for_game(game)) for i, game in enumerate(call("object_game")))
+    return [(i, annotator) for i, annotator in found if annotator is not None]
+
+
+def _objects_of(
+    local: list[tuple[int, Any, game_objects.Annotator]], remote: list[tuple[int, game_objects.Annotator]], call: Any
+) -> dict[int, list[GameObject]]:
+    """The current objects of every annotated sub-env, by index."""
+    found = {i: game_objects.annotate(sub, annotator) or [] for i, sub, annotator in local}
+    if remote:
+        rams = call("object_ram")
+        found.update({i: annotator(np.asarray(rams[i], dtype=np.uint8)) for i, annotator in remote})
+    return found
+
+
 class ExplainedVectorEnv(VectorWrapper):
     """Explain all sub-envs of a Gymnasium vector env in one explainer (and agent) call.
 
@@ -55,8 +82,8 @@ class ExplainedVectorEnv(VectorWrapper):
     * ``infos["saliency_objects"]``: ``{object name: (num_envs, K) float32, "_" + name: (num_envs,)
       bool}`` (the objects on screen differ between sub-envs), mask ``infos["_saliency_objects"]``.
 
-    ``AsyncVectorEnv`` sub-envs run in other processes: their RAM is not read and they get no object
-    keys.
+    ``AsyncVectorEnv`` sub-envs made by :func:`vmask_live.make_env` are read with one
+    ``call("object_ram")`` per step; other worker envs get no object keys.
 
     Args:
         env: a ``gymnasium.vector.VectorEnv`` of pixel envs.
@@ -86,7 +113,11 @@ class ExplainedVectorEnv(VectorWrapper):
         self.explainer, self.agent = self._explain.explainer, self._explain.agent
         self.saliency_key = saliency_key
         # SyncVectorEnv keeps its sub-envs in ``envs``; AsyncVectorEnv has none in this process
-        self._annotated = _annotated(getattr(env.unwrapped, "envs", None), objects)
+        local = getattr(env.unwrapped, "envs", None)
+        self._annotated = _annotated(local, objects)
+        # a vector env of another kind (no ``call``) gets no object keys
+        self._call = getattr(env.unwrapped, "call", None)
+        self._remote = _remote_annotated(self._call, objects) if local is None and self._call else []
 
     def _add(self, obs: np.ndarray, infos: dict[str, Any]) -> dict[str, Any]:
         infos = dict(infos)
@@ -97,7 +128,7 @@ class ExplainedVectorEnv(VectorWrapper):
                 raise ConfigError(f"infos already has a {key!r} entry; pass another saliency_key=")
             infos[key] = value
             infos[f"_{key}"] = np.ones(n, dtype=bool)
-        if self._annotated:
+        if self._annotated or self._remote:
             self._add_objects(infos[self.saliency_key], infos)
         return infos
 
@@ -109,8 +140,8 @@ class ExplainedVectorEnv(VectorWrapper):
         objs = np.full(n, None, dtype=object)
         shares: dict[str, np.ndarray] = {}
         mask = np.zeros(n, dtype=bool)
-        for i, sub, annotator in self._annotated:
-            _, one = object_info(sub, annotator, maps[i])
+        for i, found in _objects_of(self._annotated, self._remote, self._call).items():
+            one = object_keys(found, maps[i])
             objs[i], mask[i] = one["objects"], True
             for name, share in one["saliency_objects"].items():
                 if name not in shares:
@@ -138,9 +169,10 @@ def _sb3_wrapper_base() -> type[VecEnvWrapper]:
 class ExplainedVecEnv:
     """Stable-Baselines3 ``VecEnv`` version: adds ``saliency`` (and agent keys) to each info dict.
 
-    Where a ``DummyVecEnv``'s sub-envs' game objects are known, each info dict also gets
-    ``objects`` and ``saliency_objects`` as in :class:`~vmask_live.ExplainedEnv` (``objects=False``
-    turns them off; ``SubprocVecEnv`` sub-envs run in other processes and get none).
+    Where sub-envs' game objects are known, each info dict also gets ``objects`` and
+    ``saliency_objects`` as in :class:`~vmask_live.ExplainedEnv` (``objects=False`` turns them off):
+    read directly in a ``DummyVecEnv``, with one ``env_method("object_ram")`` per step in a
+    ``SubprocVecEnv`` of envs made by :func:`vmask_live.make_env`.
 
     RL-Zoo VecEnvs (``make_atari_env`` + ``VecFrameStack``) give channel-last ``(84, 84, 4)``
     frame stacks: they are transposed to the checkpoint's channel-first layout on the way in (the
@@ -163,14 +195,16 @@ class ExplainedVecEnv:
             venv.observation_space, venv.action_space, explainer, agent, backend, allow_mismatch, objects
         )
         # DummyVecEnv keeps its sub-envs in ``envs``; SubprocVecEnv has none in this process
-        annotated = _annotated(getattr(venv.unwrapped, "envs", None), objects)
+        local = getattr(venv.unwrapped, "envs", None)
+        annotated = _annotated(local, objects)
+        remote = _remote_annotated(venv.env_method, objects) if local is None else []
 
         def add_objects(maps: np.ndarray, infos: list[dict[str, Any]]) -> None:
-            for i, sub, annotator in annotated:
+            for i, found in _objects_of(annotated, remote, venv.env_method).items():
                 for key in ("objects", "saliency_objects"):
                     if key in infos[i]:
                         raise ConfigError(f"info of sub-env {i} already has a {key!r} entry; pass objects=False")
-                infos[i].update(object_info(sub, annotator, maps[i])[1])
+                infos[i].update(object_keys(found, maps[i]))
 
         class _ExplainedVecEnv(base):  # type: ignore[misc, valid-type]
             def __init__(self) -> None:

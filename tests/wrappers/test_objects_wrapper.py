@@ -165,13 +165,69 @@ def test_gymnasium_vector_env_masks_the_annotated_sub_envs(fake_annotator, monke
     assert "objects" not in off.reset(seed=0)[1]
 
 
-def test_async_vector_env_sub_envs_are_skipped(fake_annotator):
-    venv = gym.vector.AsyncVectorEnv([lambda: vm.make_env("MsPacman")], context="fork")
+def test_async_vector_env_sub_envs_are_read_in_their_workers(fake_annotator):
+    venv = gym.vector.AsyncVectorEnv([lambda: vm.make_env("MsPacman") for _ in range(2)], context="fork")
+    sync = gym.vector.SyncVectorEnv([lambda: vm.make_env("MsPacman") for _ in range(2)])
+    try:
+        explainer, agent = _pair()
+        env = vm.ExplainedVectorEnv(venv, explainer, agent=agent, backend="none")
+        ref = vm.ExplainedVectorEnv(sync, explainer, agent=agent, backend="none")
+        (_, infos), (_, want) = env.reset(seed=0), ref.reset(seed=0)
+        for _ in range(3):
+            assert infos["_objects"].tolist() == [True, True]
+            assert list(infos["objects"]) == [[o.to_dict() for o in OBJECTS]] * 2
+            for name in ("player", "ghost 1", "ghost 2"):
+                np.testing.assert_array_equal(infos["saliency_objects"][name], want["saliency_objects"][name])
+            actions = np.array([3, 1])
+            infos, want = env.step(actions)[4], ref.step(actions)[4]
+        # the annotator ran here on the workers' RAM, the same bytes as the in-process envs'
+        assert len(fake_annotator) == 16  # (2 async + 2 sync) x (reset + 3 steps)
+        for k in range(4):
+            got, ref_ram = fake_annotator[4 * k : 4 * k + 2], fake_annotator[4 * k + 2 : 4 * k + 4]
+            assert all(r.shape == (128,) and r.dtype == np.uint8 for r in got)
+            np.testing.assert_array_equal(np.stack(got), np.stack(ref_ram))
+        off = vm.ExplainedVectorEnv(venv, explainer, agent=agent, backend="none", objects=False)
+        assert "objects" not in off.reset(seed=0)[1]
+    finally:
+        venv.close()
+        sync.close()
+
+
+def _bare_pacman():  # Atari preprocessing without vmask-live's ObjectRam wrapper
+    from vmask_live.envs.atari import register_ale
+
+    register_ale()
+    env = gym.make("ALE/MsPacman-v5", frameskip=1, repeat_action_probability=0.0)
+    return gym.wrappers.FrameStackObservation(gym.wrappers.AtariPreprocessing(env, frame_skip=4), 4)
+
+
+def test_worker_envs_without_the_ram_method_get_no_object_keys(fake_annotator):
+    venv = gym.vector.AsyncVectorEnv([_bare_pacman], context="fork")
     try:
         explainer, agent = _pair()
         env = vm.ExplainedVectorEnv(venv, explainer, agent=agent, backend="none")
         _, infos = env.reset(seed=0)
-        assert infos["saliency"].shape == (1, 9, 84, 84) and "objects" not in infos and not fake_annotator
+        assert infos["saliency"].shape == (1, 9, 84, 84) and "objects" not in infos
+        assert "objects" not in env.step(np.zeros(1, dtype=np.int64))[4]  # the worker is alive
+        assert not fake_annotator
+    finally:
+        venv.close()
+
+
+def test_sb3_subproc_vec_env_gets_the_single_env_keys(fake_annotator):
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    explainer, agent = _pair()
+    venv = SubprocVecEnv([lambda: vm.make_env("MsPacman") for _ in range(2)], start_method="fork")
+    try:
+        env = vm.wrappers.ExplainedVecEnv(venv, explainer, agent=agent, backend="none")
+        env.reset()
+        _, _, _, infos = env.step(np.zeros(2, dtype=np.int64))
+        for info in [*env.reset_infos, *infos]:
+            assert info["objects"] == [o.to_dict() for o in OBJECTS]
+            for name, share in info["saliency_objects"].items():
+                np.testing.assert_array_equal(share, object_mass(info["saliency"], OBJECTS)[name])
+        assert len(fake_annotator) == 4  # two sub-envs, reset and one step
     finally:
         venv.close()
 

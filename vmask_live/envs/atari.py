@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 
-__all__ = ["ATARI_GAMES", "make_atari", "register_ale"]
+__all__ = ["ATARI_GAMES", "ObjectRam", "make_atari", "register_ale"]
 
 #: CLI name -> ALE id. The paper's games first.
 ATARI_GAMES: dict[str, str] = {
@@ -34,6 +35,22 @@ def register_ale() -> None:
     except ImportError as err:  # pragma: no cover - ale-py is a runtime dependency
         raise gym.error.DependencyNotInstalled('ale-py is not installed; run `pip install "ale-py>=0.9"`') from err
     gym.register_envs(ale_py)
+
+
+class ObjectRam(gym.Wrapper):
+    """Adds two methods that vector envs can call in their worker processes, so that game objects
+    (:mod:`vmask_live.objects`) reach ``ExplainedVectorEnv`` / ``ExplainedVecEnv`` from an
+    ``AsyncVectorEnv`` or ``SubprocVecEnv`` (``envs.call("object_ram")``). Nothing else changes."""
+
+    def object_game(self) -> str | None:
+        """The game's name (``"MsPacman"``), as the object annotators are registered."""
+        from vmask_live.objects import game_of
+
+        return game_of(self.env)
+
+    def object_ram(self) -> np.ndarray:
+        """A copy of the emulator's RAM, (128,) uint8."""
+        return np.array(self.env.unwrapped.ale.getRAM(), dtype=np.uint8)  # type: ignore[attr-defined]
 
 
 def make_atari(
@@ -59,7 +76,7 @@ def make_atari(
     # Frame skipping happens in AtariPreprocessing (with max-pooling), so the ALE env must not skip;
     # no sticky actions, as in the RL Zoo's NoFrameskip-v4 setting the paper's agents used.
     kwargs.setdefault("repeat_action_probability", 0.0)
-    env = gym.make(env_id, frameskip=1, render_mode=render_mode, **kwargs)
+    env: gym.Env = ObjectRam(gym.make(env_id, frameskip=1, render_mode=render_mode, **kwargs))
     env = gym.wrappers.AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=SCREEN_SIZE, grayscale_obs=True)
     if max_episode_steps is not None:
         env = gym.wrappers.TimeLimit(env, max_episode_steps=max_episode_steps)
