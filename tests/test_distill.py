@@ -132,3 +132,16 @@ def test_distill_refuses_an_env_without_an_emulator(tmp_path):
 
     with pytest.raises(ConfigError, match="needs an Atari env"):
         run_distill(_cfg(tmp_path / "b", env="Beacon"), progress=False)
+
+
+def test_distill_resume_mid_round_counts_each_chunk_once(tmp_path):
+    from vmask_live.distill import run_distill
+
+    out = tmp_path / "run"
+    run_distill(_cfg(out, rounds=1), progress=False)
+    # a run stopped in round 1 after one of its chunks: the chunk is kept and used once
+    (out / "data" / "r001_c000.npz").write_bytes((out / "data" / "r000_c000.npz").read_bytes())
+    run_distill(_cfg(out, rounds=2, resume=True, states_per_round=36), progress=False)  # 3 chunks of 12
+    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["labels"] for r in rows] == [24, 24 + 36]
+    assert len(list((out / "data").glob("r001_*.npz"))) == 3

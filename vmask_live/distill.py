@@ -33,8 +33,19 @@ from vmask_live.settings import SettingChecks
 
 __all__ = ["DistillConfig", "run_distill", "DISTILL_RESUMABLE_FIELDS"]
 
-DISTILL_RESUMABLE_FIELDS = ("rounds", "eval_episodes", "workers", "resume", "overwrite", "out")
-"""DistillConfig fields that may differ from the run's ``config.json`` on ``resume``."""
+DISTILL_RESUMABLE_FIELDS = (
+    "rounds",
+    "states_per_round",
+    "chunk",
+    "passes",
+    "eval_episodes",
+    "workers",
+    "resume",
+    "overwrite",
+    "out",
+)
+"""DistillConfig fields that may differ from the run's ``config.json`` on ``resume`` (how long and
+how much to train; how labels are made may not change)."""
 
 
 @dataclass
@@ -69,8 +80,8 @@ class DistillConfig:
     eval_episodes: int = 10
     """Full-game evaluation episodes at the end (greedy and sampled)."""
     resume: bool = False
-    """Continue the run in ``out`` (its chunks and last student); only ``rounds``, ``eval_episodes``,
-    ``workers`` and ``out`` may change."""
+    """Continue the run in ``out`` (its chunks and last student); only the fields of
+    :data:`DISTILL_RESUMABLE_FIELDS` may change. The chunks of the round in progress are kept."""
     overwrite: bool = False
     """Start a new run in ``out`` even though it holds another run (its files are deleted first)."""
     planner: PlannerSettings = field(default_factory=PlannerSettings)
@@ -206,6 +217,10 @@ def _chunk_path(out: Path, round_: int, chunk: int) -> Path:
     return out / "data" / f"r{round_:03d}_c{chunk:03d}.npz"
 
 
+def _round_chunks(out: Path, round_: int) -> list[Path]:
+    return sorted((out / "data").glob(f"r{round_:03d}_c*.npz"))
+
+
 def _save_chunk(path: Path, result: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path, suffix=".npz") as tmp:
@@ -312,8 +327,8 @@ def run_distill(cfg: DistillConfig, progress: bool = True) -> tuple[Path, dict]:
         student.load_state_dict({k.removeprefix("module."): v for k, v in tensors.items()})
     gen = torch.Generator().manual_seed(cfg.seed + state["rounds_done"])
     data: list[dict] = []
-    for path in sorted((out / "data").glob("r*_c*.npz")):
-        data.append(_load_chunk(path, n_actions))
+    for round_ in range(state["rounds_done"]):  # the round in progress is read when it ends
+        data += [_load_chunk(path, n_actions) for path in _round_chunks(out, round_)]
     log_path = out / "train_log.jsonl"
     n_chunks = -(-cfg.states_per_round // cfg.chunk)
     ctx = mp.get_context("spawn")
@@ -349,7 +364,8 @@ def run_distill(cfg: DistillConfig, progress: bool = True) -> tuple[Path, dict]:
                     result = fut.result()
                     _save_chunk(_chunk_path(out, round_, j), result)
                     bar.advance(task_bar)
-            new = [_load_chunk(_chunk_path(out, round_, j), n_actions) for j in range(n_chunks)]
+            # every chunk of the round, also those made before a resume with another chunk size
+            new = [_load_chunk(path, n_actions) for path in _round_chunks(out, round_)]
             # DAgger's diagnostic: how often the student (before this round's training) picks the
             # planner's label on the states it reached, and how sure it is.
             labels = np.concatenate([d["label"] for d in new])
