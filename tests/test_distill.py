@@ -145,3 +145,20 @@ def test_distill_resume_mid_round_counts_each_chunk_once(tmp_path):
     rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["labels"] for r in rows] == [24, 24 + 36]
     assert len(list((out / "data").glob("r001_*.npz"))) == 3
+
+
+def test_probe_skips_rollouts_only_while_the_game_ignores_input():
+    from vmask_live.envs import make_env
+
+    env = make_env("MsPacman")
+    env.reset(seed=0)  # the start tune: Ms. Pac-Man cannot move yet
+    ram = env.unwrapped.ale.getRAM().copy()
+    probed = RolloutPlanner(env, PlannerSettings(rollouts=1, horizon=4, probe_steps=2), seed=0)
+    np.testing.assert_array_equal(probed.values(), np.zeros(9))
+    np.testing.assert_array_equal(env.unwrapped.ale.getRAM(), ram)
+    moving = _pacman()
+    settings = PlannerSettings(rollouts=2, horizon=6)
+    want = RolloutPlanner(moving, settings, seed=1).values()
+    got = RolloutPlanner(moving, PlannerSettings(rollouts=2, horizon=6, probe_steps=2), seed=1).values()
+    np.testing.assert_array_equal(got, want)  # the rollouts ran, with the same random continuations
+    assert np.ptp(want) > 0

@@ -43,6 +43,10 @@ class PlannerSettings:
     """Actions whose value is within this of the best are tied; the tie rule picks among them."""
     frame_skip: int = 4
     """Emulator frames per agent step (as the env's preprocessing)."""
+    probe_steps: int = 0
+    """Before the rollouts, hold each action for this many agent steps; when every action leaves
+    the same RAM, the game ignores input right now (a start or death animation: a third of
+    Ms. Pac-Man's states) and every action gets value 0 without rollouts. 0: off."""
 
     def check(self, c: SettingChecks) -> None:
         c.integer("rollouts", self.rollouts, 1)
@@ -51,6 +55,7 @@ class PlannerSettings:
         c.number("life_penalty", self.life_penalty, low=0)
         c.number("tie_tolerance", self.tie_tolerance, low=0)
         c.integer("frame_skip", self.frame_skip, 1)
+        c.integer("probe_steps", self.probe_steps, 0)
 
 
 def canonical_label(values: np.ndarray, preferred: Sequence[int] = (), tolerance: float = 0.0) -> int:
@@ -145,6 +150,8 @@ class RolloutPlanner:
         randoms = self.rng.integers(0, k, (s.rollouts, s.horizon))
         totals = np.zeros(k)
         try:
+            if s.probe_steps and self._input_ignored(root):
+                return totals
             for a in range(k):
                 for r in range(s.rollouts):
                     if a or r:
@@ -166,3 +173,20 @@ class RolloutPlanner:
         finally:
             ale.restoreState(root)
         return totals / s.rollouts
+
+    def _input_ignored(self, root: Any) -> bool:
+        """Whether every action held for ``probe_steps`` leaves the same RAM (restores ``root``)."""
+        ale = self.ale
+        first = None
+        for a in range(self.n_actions):
+            ale.restoreState(root)
+            for _ in range(self.settings.probe_steps * self.settings.frame_skip):
+                ale.act(self.action_set[a])
+            ram = ale.getRAM().tobytes()
+            if first is None:
+                first = ram
+            elif ram != first:
+                ale.restoreState(root)
+                return False
+        ale.restoreState(root)
+        return True
