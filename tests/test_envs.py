@@ -65,7 +65,7 @@ def test_names_aliases_and_what_vmask_live_envs_lists():
     assert listed["Beacon"] == "the ground-truth env: reach the beacon among clutter (built in)"
     assert listed["MsPacman"] == "Atari ALE/MsPacman-v5 with RL-Zoo preprocessing (ale-py, installed with vmask-live)"
     assert {n for n, s in envs.ENVS.items() if s.ground_truth} == {"Beacon", "BeaconTextured"}
-    assert {s.family for s in envs.ENVS.values()} == {"ground_truth", "atari"}
+    assert {s.family for s in envs.ENVS.values()} == {"ground_truth", "atari", "highway", "vizdoom"}
 
 
 def test_action_names_from_a_name_match_those_of_the_env():

@@ -27,6 +27,7 @@ from vmask_live.distill import DistillConfig
 from vmask_live.evaluate import EvaluateConfig
 from vmask_live.train import TrainConfig
 from vmask_live.train_agent import BCConfig, PPOConfig
+from vmask_live.train_dqn import DQNConfig
 from vmask_live.wrappers.live_app import LiveConfig
 
 app = typer.Typer(
@@ -42,6 +43,7 @@ class Algo(str, Enum):
     ppo = "ppo"
     bc = "bc"
     distill = "distill"
+    dqn = "dqn"
 
 
 _DEBUG = {"on": False}
@@ -99,7 +101,7 @@ def envs() -> None:
 
     table = Table("name", "what it is / needs")
     for name, what in known_envs().items():
-        table.add_row(name, what)
+        table.add_row(name, rich_escape(what))
     Console().print(table)
 
 
@@ -163,18 +165,18 @@ def build_config(command: str, values: dict[str, Any]) -> Any:
 
 
 _TRAIN_AGENT = ConfigOptions(
-    {"ppo": PPOConfig, "bc": BCConfig, "distill": DistillConfig},
+    {"ppo": PPOConfig, "bc": BCConfig, "distill": DistillConfig, "dqn": DQNConfig},
     flags={"total_steps": Flag("steps"), "samples": Flag("steps")},
 )
 
 
 @_config_command("train-agent", _TRAIN_AGENT, select="algo")
 def train_agent(
-    cfg: PPOConfig | BCConfig | DistillConfig,
+    cfg: PPOConfig | BCConfig | DistillConfig | DQNConfig,
     algo: Algo = typer.Option(
         Algo.bc,
-        help="ppo (SB3, Atari), distill (a rollout planner distilled with DAgger, Atari) or bc (clone the "
-        "ground-truth expert)",
+        help="ppo (SB3, Atari), distill (a rollout planner distilled with DAgger, Atari), dqn (SB3 DQN from "
+        "scratch: Highway, VizDoom) or bc (clone the ground-truth expert)",
     ),
     export_checkpoint: Path | None = typer.Option(
         None, help="ppo: skip training; export and evaluate this SB3 checkpoint (e.g. --out/ppo_600000.zip)"

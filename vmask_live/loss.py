@@ -52,6 +52,12 @@ class LossConfig:
     """``visionmask`` (row + column CE) or ``stalder``, the Explainer of Stalder et al. 2022 (target
     CE on the masked state, all other actions' maps as one group that must not yield the target);
     ``explainer``, its former name, is read as ``stalder``."""
+    sampled_actions: int = 0
+    """Non-target actions drawn at random per state for the column and entropy terms (0: all K-1,
+    the paper's loss). With S > 0 the agent sees the kept and complement states of the target map
+    and of S other maps, ``2(S+1)`` per state instead of ``2K``: the column cross-entropy becomes a
+    sampled softmax over those S+1 maps and the entropy a mean over their complements. The row term
+    is unchanged. ``visionmask`` loss only; validation always scores the full loss."""
 
     def __post_init__(self) -> None:
         if self.kind == "explainer":  # checkpoints and scripts written before the rename
@@ -80,10 +86,12 @@ def contrastive_terms(Z: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, t
 
 
 def negative_entropy(Zc: torch.Tensor) -> torch.Tensor:
-    """``(1/K²) Σ_ij P̃_ij log P̃_ij`` with ``P̃ = softmax(Z̃, dim=j)``, batch mean."""
+    """``(1/K²) Σ_ij P̃_ij log P̃_ij`` with ``P̃ = softmax(Z̃, dim=j)``, batch mean.
+
+    ``Zc`` is ``(B, J, K)``: J complement states (all K maps, or a sample of them), each a mean
+    over its rows, ``(1/(J·K)) Σ_ij``, so that a sample has the full term's scale."""
     logp = torch.log_softmax(Zc, dim=-1)
-    k = Zc.shape[-1]
-    return (logp.exp() * logp).sum(dim=(-2, -1)).mean() / (k * k)
+    return (logp.exp() * logp).sum(dim=(-2, -1)).mean() / (Zc.shape[-2] * Zc.shape[-1])
 
 
 def area_loss(masks: torch.Tensor, cfg: LossConfig, a: torch.Tensor | None = None) -> torch.Tensor:
@@ -121,11 +129,18 @@ def visionmask_loss(
     B, K = masks.shape[:2]
     if cfg.kind == "stalder":
         return _explainer_loss(agent, s, a, masks, r, cfg)
-    keep = overlay(s, masks, r)  # (B, K, C, H, W)
-    drop = overlay(s, 1 - masks, r)
-    z = agent(torch.cat([keep, drop], dim=1).flatten(0, 1)).view(B, 2, K, -1)
+    chosen, target = masks, a
+    if 0 < cfg.sampled_actions < K - 1:
+        chosen, target = _sample_maps(masks, a, cfg.sampled_actions)
+    J = chosen.shape[1]
+    keep = overlay(s, chosen, r)  # (B, J, C, H, W)
+    drop = overlay(s, 1 - chosen, r)
+    z = agent(torch.cat([keep, drop], dim=1).flatten(0, 1)).view(B, 2, J, -1)
     Z, Zc = z[:, 0], z[:, 1]
-    l_pos, l_neg = contrastive_terms(Z, a)
+    idx = torch.arange(B, device=Z.device)
+    # row: all K logits of the target map's state; column: logit a over the (sampled) maps
+    l_pos = F.cross_entropy(Z[idx, target, :], a)
+    l_neg = F.cross_entropy(Z[idx, :, a], target)
     loss = l_pos + l_neg
     terms = {"loss/pos": l_pos.item(), "loss/neg": l_neg.item()}
     if cfg.lambda_ne:
@@ -146,6 +161,17 @@ def visionmask_loss(
         terms["loss/l1"] = l_l1.item()
     terms["loss/total"] = loss.item()
     return loss, terms
+
+
+def _sample_maps(masks: torch.Tensor, a: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The target map and ``n`` other maps drawn without replacement (torch's global generator),
+    ``(B, n+1, H, W)``, and each target map's position among them (always 0)."""
+    B, K = masks.shape[:2]
+    scores = torch.rand(B, K, device=masks.device)
+    scores[torch.arange(B, device=masks.device), a] = -1.0  # the target comes first
+    pick = scores.argsort(dim=1)[:, : n + 1]
+    chosen = masks[torch.arange(B, device=masks.device)[:, None], pick]
+    return chosen, torch.zeros(B, dtype=torch.long, device=masks.device)
 
 
 def _explainer_loss(agent, s, a, masks, r, cfg: LossConfig):

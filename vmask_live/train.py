@@ -10,14 +10,27 @@ end) lets ``--resume`` continue where a killed run stopped.
 Before anything is loaded, the job checks its settings (all bad ones in one
 :class:`~vmask_live.errors.ConfigError`) and its run folder: it never overwrites another run's
 checkpoints unless told to, and never resumes a run with settings other than the run's.
+
+Speed options (README, "Training faster and on several processes"): ``precision="bf16"``
+(autocast of the training step), ``channels_last`` (NHWC memory) and ``loss.sampled_actions``
+(fewer masked states per sample); validation is always float32 with the full loss.
+
+Data parallel: started by ``torchrun`` (``WORLD_SIZE`` > 1), ``train`` joins the process group
+(gloo on CPU, NCCL on CUDA) and wraps the explainer in DistributedDataParallel. ``batch_size``
+stays the batch of all processes together and every rank reads only its share of each batch from
+the memory-mapped shards, so the run takes the steps a 1-process run takes; rank 0 validates,
+writes the run folder and broadcasts its decisions (time budget, early stopping), and a run
+resumes in any number of processes.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +51,7 @@ from vmask_live.settings import SettingChecks
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-__all__ = ["TrainConfig", "train", "train_step", "TrainResult", "RESUMABLE_FIELDS", "LOSS_KINDS"]
+__all__ = ["TrainConfig", "train", "train_step", "TrainResult", "RESUMABLE_FIELDS", "LOSS_KINDS", "PRECISIONS"]
 
 
 RESUMABLE_FIELDS = (
@@ -51,10 +64,15 @@ RESUMABLE_FIELDS = (
     "overwrite",
     "out",
     "agent",
+    "channels_last",
 )
 """TrainConfig fields that may differ from the run's on ``--resume``: they bound or place the run
-(train longer, a new time budget or patience, another device, a moved folder or agent file: the
-agent is still checked against the dataset's hash) without changing what is being trained."""
+(train longer, a new time budget or patience, another device or memory layout, a moved folder or
+agent file: the agent is still checked against the dataset's hash) without changing what is being
+trained."""
+
+PRECISIONS = ("fp32", "bf16")
+"""``TrainConfig.precision`` values: float32 throughout, or bfloat16 autocast of the training step."""
 
 
 def resolve_device(device: str) -> str:
@@ -175,14 +193,24 @@ class TrainConfig:
     """Seed of the weights, the batch order and the validation sample."""
     resume: bool = False
     """Continue the run in ``out`` from ``last.safetensors`` with the run's settings: only ``epochs``
-    (to train longer), ``patience``, ``max_minutes``, ``checkpoint_every``, ``device``, ``out`` and
-    ``agent`` (a moved file; still checked against the dataset) may change (:data:`RESUMABLE_FIELDS`),
-    any other difference is refused. Without a saved state, a new run starts."""
+    (to train longer), ``patience``, ``max_minutes``, ``checkpoint_every``, ``device``,
+    ``channels_last``, ``out`` and ``agent`` (a moved file; still checked against the dataset) may
+    change (:data:`RESUMABLE_FIELDS`), any other difference is refused; the number of torchrun
+    processes may change too. Without a saved state, a new run starts."""
     overwrite: bool = False
     """Start a new run in ``out`` even though it holds another run's checkpoints: its
     ``explainer.safetensors``, ``last.safetensors`` and ``log.jsonl`` are deleted when training starts."""
     device: str = "cpu"
-    """cpu | cuda | cuda:N | auto (CUDA when available)."""
+    """cpu | cuda | cuda:N | auto (CUDA when available). Under ``torchrun`` with CUDA each process
+    takes ``cuda:LOCAL_RANK``."""
+    precision: str = "fp32"
+    """fp32 | bf16: bf16 runs the explainer and the agent's masked-state passes of each training
+    step under ``torch.autocast`` (bfloat16 convolutions, float32 weights, optimiser and loss
+    reductions); validation stays float32. Pays off with ``channels_last`` on CPUs with AVX-512 bf16
+    (README)."""
+    channels_last: bool = False
+    """Keep the explainer, the agent and the batches in channels-last (NHWC) memory: the layout
+    oneDNN's CPU convolutions and tensor cores prefer. Same results up to float rounding."""
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -209,6 +237,11 @@ class TrainConfig:
             for name in ("lambda_ne", "lambda_area", "lambda_tv", "lambda_l1"):
                 c.number(f"loss.{name}", getattr(loss, name), low=0)
             c.choice("loss.kind", loss.kind, LOSS_KINDS)
+            c.integer("loss.sampled_actions", loss.sampled_actions, 0, what="0: all non-target actions")
+            if loss.kind == "stalder" and loss.sampled_actions:
+                c.add(
+                    "loss.sampled_actions", "0 with loss.kind 'stalder' (it has no column term)", loss.sampled_actions
+                )
         else:
             c.add("loss", "a LossConfig", self.loss)
         c.number("input_noise", self.input_noise, low=0, high=1, high_open=True)
@@ -226,6 +259,8 @@ class TrainConfig:
         c.flag("resume", self.resume)
         c.flag("overwrite", self.overwrite)
         c.device("device", self.device)
+        c.choice("precision", self.precision, PRECISIONS)
+        c.flag("channels_last", self.channels_last)
         c.raise_if_any()
 
 
@@ -301,15 +336,18 @@ def _check_run_folder(cfg: TrainConfig, out: Path) -> tuple[dict[str, torch.Tens
 
 
 def _validate(exp, agent, ds, idx, cfg, device) -> dict[str, float]:
+    """Validation loss and metrics, always in float32 with the full loss (no sampled actions), so
+    that runs with and without the speed options are scored alike."""
     data = ds.get(idx, ("obs", "actions"))
     x = ds.obs_format.to_model(data["obs"], device)
     a = torch.as_tensor(data["actions"], device=device)
     exp.net.eval()
     losses = []
+    full_loss = replace(cfg.loss, sampled_actions=0)
     with torch.no_grad():
         for i in range(0, len(idx), cfg.batch_size):
             xb, ab = x[i : i + cfg.batch_size], a[i : i + cfg.batch_size]
-            loss, _ = visionmask_loss(agent, xb, ab, exp.maps(xb), exp.reference(xb), cfg.loss)
+            loss, _ = visionmask_loss(agent, xb, ab, exp.maps(xb), exp.reference(xb), full_loss)
             losses.append(loss.item() * len(ab))
     res = evaluate_maps(agent, x, a, exp.attribute, exp.reference, n_steps=cfg.val_insertion_steps, with_lle=False)
     out = {f"val/{k}": float(v) for k, v in res.items() if not k.endswith("_curve") and k != "n"}  # type: ignore[arg-type]
@@ -326,6 +364,7 @@ def train_step(
     loss_cfg: LossConfig,
     opt: torch.optim.Optimizer,
     input_noise: float = 0.0,
+    precision: str = "fp32",
 ) -> dict[str, float]:
     """One optimiser step of the explainer on a batch; returns the loss terms.
 
@@ -333,11 +372,16 @@ def train_step(
     to the clean ``x`` with the clean reference: the agent is queried on
     ``overlay(x, M(noisy x), r(x))``, so the noise asks for maps that are stable under small input
     changes without changing the states they are judged on.
+
+    ``precision="bf16"`` runs the forward passes (explainer, overlay, agent, loss) under bfloat16
+    autocast; the backward pass and the optimiser step stay outside it, on float32 weights.
     """
     x_in = x
     if input_noise:
         x_in = (x + (torch.rand_like(x) * 2 - 1) * input_noise).clamp(0, 1)
-    loss, terms = visionmask_loss(agent, x, a, net(x_in), reference(x), loss_cfg)
+    cast = torch.autocast(x.device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+    with cast:
+        loss, terms = visionmask_loss(agent, x, a, net(x_in), reference(x), loss_cfg)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -358,27 +402,112 @@ def train(cfg: TrainConfig, agent=None, progress: bool = True) -> TrainResult:
         CheckpointError: the saved training state cannot be read or does not fit.
         KeyboardInterrupt: on Ctrl-C or SIGTERM, after saving ``last.safetensors``.
     """
-    run = _prepare_run(cfg, agent)
-    run.start = time.time() - run.state["seconds"]  # a resumed run's clock goes on from its saved time
-    with sigterm_as_interrupt():  # a `kill` saves the state like Ctrl-C
-        try:
-            with _progress_bar(progress) as bar:
-                while run.state["epoch"] < cfg.epochs:
-                    terms, out_of_time = _train_epoch(run, bar)
-                    row = _validate_epoch(run, terms)
-                    _log_epoch(run, row, bar if progress else None)
-                    patience_spent = _checkpoint_epoch(run, row)
-                    if out_of_time or patience_spent:
-                        break
-        except KeyboardInterrupt:
-            run.save_last()
-            raise KeyboardInterrupt(
-                f"training interrupted; state saved to {run.last_path}, rerun with --resume"
-            ) from None
-    seconds = time.time() - run.start
-    best = Explainer.load(run.best_path)
-    best.to(run.device)
+    cfg.validate()
+    dist = _Dist.from_env(cfg)
+    try:
+        run = _prepare_run(cfg, agent, dist)
+        run.start = time.time() - run.state["seconds"]  # a resumed run's clock goes on from its saved time
+        progress = progress and dist.main
+        with sigterm_as_interrupt():  # a `kill` saves the state like Ctrl-C
+            try:
+                with _progress_bar(progress) as bar:
+                    while run.state["epoch"] < cfg.epochs:
+                        terms, out_of_time = _train_epoch(run, bar)
+                        patience_spent = _end_epoch(run, terms, bar if progress else None)
+                        if out_of_time or patience_spent:
+                            break
+            except KeyboardInterrupt:
+                run.save_last()
+                raise KeyboardInterrupt(
+                    f"training interrupted; state saved to {run.last_path}, rerun with --resume"
+                ) from None
+        dist.barrier()  # the best checkpoint is written before any rank reads it
+        seconds = time.time() - run.start
+        best = Explainer.load(run.best_path)
+        best.to(run.device)
+    finally:
+        dist.close()
     return TrainResult(best, run.best_path, run.state["history"], seconds, run.state["samples"] / max(seconds, 1e-9))
+
+
+@dataclass
+class _Dist:
+    """This process's place in a ``torchrun`` job: rank 0 of 1 when not started by torchrun.
+
+    ``torchrun`` sets ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK``; :meth:`from_env` then joins the
+    process group (gloo on CPU, NCCL on CUDA) unless the caller already did.
+    """
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    owns_group: bool = False
+    """Whether this job started the process group (and so ends it)."""
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the process that validates, decides and writes the run folder."""
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls, cfg: TrainConfig) -> _Dist:
+        """Read torchrun's environment and join its process group (checks the settings first).
+
+        Raises:
+            ConfigError: settings that cannot be split over the processes.
+        """
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return cls()
+        rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+        c = SettingChecks(f"train (torchrun, {world} processes)")
+        if cfg.batch_size % world:
+            c.add(
+                "batch_size",
+                f"a multiple of the {world} processes (it is the batch of all processes together)",
+                cfg.batch_size,
+                f"use --batch-size {max(world, cfg.batch_size // world * world)}",
+            )
+        if cfg.device.startswith("cuda:"):
+            c.add("device", "'cuda' or 'auto' under torchrun (each process takes cuda:LOCAL_RANK)", cfg.device)
+        c.raise_if_any()
+        import torch.distributed as td
+
+        owns = not td.is_initialized()
+        if owns:
+            cuda = resolve_device(cfg.device).startswith("cuda")
+            if cuda:
+                torch.cuda.set_device(local_rank)
+            td.init_process_group("nccl" if cuda else "gloo")
+        return cls(rank, world, local_rank, owns)
+
+    def device(self, cfg: TrainConfig) -> torch.device:
+        """This process's device: ``cuda:LOCAL_RANK`` for a CUDA run under torchrun."""
+        name = resolve_device(cfg.device)
+        return torch.device(f"cuda:{self.local_rank}" if name == "cuda" and self.world > 1 else name)
+
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every rank (``obj`` itself in a one-process run)."""
+        if self.world == 1:
+            return obj
+        import torch.distributed as td
+
+        box = [obj]
+        td.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as td
+
+            td.barrier()
+
+    def close(self) -> None:
+        if self.owns_group:
+            import torch.distributed as td
+
+            td.destroy_process_group()
+            self.owns_group = False
 
 
 @dataclass
@@ -396,6 +525,9 @@ class _Run:
     reference: Reference
     exp: Explainer
     opt: torch.optim.Optimizer
+    model: torch.nn.Module
+    """What the training step calls: ``exp.net``, wrapped in DistributedDataParallel under torchrun."""
+    dist: _Dist
     state: dict[str, Any] = field(
         default_factory=lambda: {
             "epoch": 0,
@@ -428,34 +560,65 @@ class _Run:
         return time.time() - self.start
 
     def save_last(self) -> None:
-        """Write ``last.safetensors`` (atomically) with the time spent so far."""
+        """Write ``last.safetensors`` (atomically) with the time spent so far (rank 0 only)."""
         self.state["seconds"] = self.seconds()
-        _save_last(self.last_path, self.exp, self.opt, self.state, self.cfg)
+        if self.dist.main:
+            _save_last(self.last_path, self.exp, self.opt, self.state, self.cfg)
 
 
-def _prepare_run(cfg: TrainConfig, agent: Any) -> _Run:
+def _prepare_run(cfg: TrainConfig, agent: Any, dist: _Dist | None = None) -> _Run:
     """Check the settings and the run folder, load the data and the agent, build the explainer and
-    its optimiser; then restore the saved state (resume) or clear the folder (a new run)."""
+    its optimiser; then restore the saved state (resume) or clear the folder (a new run).
+
+    Under torchrun every rank does the same (same seed, same weights, same saved state); only rank 0
+    clears or writes the folder, and the ranks meet before training starts.
+    """
     cfg.validate()
+    dist = dist or _Dist()
     out = Path(cfg.out)
     saved_state = _check_run_folder(cfg, out)
     ensure_writable_folder(out)
     torch.manual_seed(cfg.seed)  # before the agent and the explainer are built: both draw initial weights
-    device = torch.device(resolve_device(cfg.device))
+    device = dist.device(cfg)
     ds, agent = _load_data_and_agent(cfg, agent, device)
+    _check_sampled_actions(cfg, ds)
     train_idx, val_idx, steps_per_epoch = _splits(cfg, ds)
     exp, reference = _build_explainer(cfg, ds, device)
+    if cfg.channels_last:
+        exp.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        agent.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(exp.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    run = _Run(cfg, device, ds, agent, train_idx, val_idx, steps_per_epoch, reference, exp, opt)
+    model: torch.nn.Module = exp.net
+    if dist.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # other ranks draw other input noise and action samples; rank 0 keeps a 1-process run's stream
+        torch.manual_seed(cfg.seed + 7919 * dist.rank)
+    run = _Run(cfg, device, ds, agent, train_idx, val_idx, steps_per_epoch, reference, exp, opt, model, dist)
     if saved_state is not None:
         tensors, meta = saved_state
         _load_last(run.last_path, tensors, meta, exp, opt)
         run.state.update({k: v for k, v in meta.items() if k in run.state})
-    else:
+    elif dist.main:
         # a new run: _check_run_folder allowed this only if nothing is there or overwrite was asked
         for stale in (run.best_path, run.last_path, run.log_path):
             stale.unlink(missing_ok=True)
+    if dist.world > 1:
+        # wraps after the saved weights are in; DDP also copies rank 0's weights to every rank
+        run.model = DistributedDataParallel(exp.net, device_ids=[device.index] if device.type == "cuda" else None)
+        dist.barrier()
     return run
+
+
+def _check_sampled_actions(cfg: TrainConfig, ds: Dataset) -> None:
+    """``loss.sampled_actions`` against the dataset's K: fewer than K-1, or it is the full loss."""
+    n, k = cfg.loss.sampled_actions, ds.n_actions
+    if n and n >= k - 1:
+        raise ConfigError(
+            f"Invalid train settings (1):\n  loss.sampled_actions: expected at most {k - 2} for {ds.env!r} "
+            f"({k} actions: sampling all {k - 1} non-target actions is the full loss), got {n}; "
+            "use --sampled-actions 0 for the full loss"
+        )
 
 
 def _load_data_and_agent(cfg: TrainConfig, agent: Any, device: torch.device) -> tuple[Dataset, Any]:
@@ -536,13 +699,17 @@ def _train_epoch(run: _Run, bar: Progress) -> tuple[dict[str, float], bool]:
     run.exp.net.train()
     sums: dict[str, float] = {}
     out_of_time = False
+    dist = run.dist
     for step in range(first, run.steps_per_epoch):
-        idx = perm[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+        # under torchrun each rank reads and trains on its own share of the batch
+        idx = perm[step * cfg.batch_size : (step + 1) * cfg.batch_size][dist.rank :: dist.world]
         batch = ds.get(idx, ("obs", "actions"))
         x = ds.obs_format.to_model(batch["obs"], run.device)
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         a = torch.as_tensor(batch["actions"], device=run.device)
-        terms = train_step(run.exp.net, run.agent, x, a, run.reference, cfg.loss, run.opt, cfg.input_noise)
-        state["samples"] += len(idx)
+        terms = train_step(run.model, run.agent, x, a, run.reference, cfg.loss, run.opt, cfg.input_noise, cfg.precision)
+        state["samples"] += cfg.batch_size
         for k, v in terms.items():
             sums[k] = sums.get(k, 0.0) + v
         bar.update(
@@ -553,7 +720,7 @@ def _train_epoch(run: _Run, bar: Progress) -> tuple[dict[str, float], bool]:
         state["step_in_epoch"] = step + 1
         if (step + 1) % cfg.checkpoint_every == 0:
             run.save_last()
-        if cfg.max_minutes and run.seconds() > 60 * cfg.max_minutes:
+        if cfg.max_minutes and dist.broadcast(run.seconds() > 60 * cfg.max_minutes):  # rank 0's clock
             out_of_time = True
             break
     n_steps = max(1, state["step_in_epoch"] - first)
@@ -579,6 +746,23 @@ def _log_epoch(run: _Run, row: dict[str, Any], bar: Progress | None) -> None:
             f"epoch {row['epoch']}: val loss {row['val/loss']:.3f} acc {row['val/accuracy']:.1f} "
             f"ins {row['val/insertion']:.1f} del {row['val/deletion']:.1f}"
         )
+
+
+def _end_epoch(run: _Run, terms: dict[str, float], bar: Progress | None) -> bool:
+    """Validate, log and checkpoint the epoch; returns whether patience is spent (stop early).
+
+    Under torchrun rank 0 does all of it and broadcasts its log row and decision: every rank keeps
+    the same history and stops at the same epoch.
+    """
+    if run.dist.main:
+        row = _validate_epoch(run, terms)
+        _log_epoch(run, row, bar)
+        patience_spent = _checkpoint_epoch(run, row)
+        return bool(run.dist.broadcast((row, patience_spent))[1])
+    row, patience_spent = run.dist.broadcast(None)
+    run.state["history"].append(row)
+    run.state["epoch"], run.state["step_in_epoch"] = run.state["epoch"] + 1, 0
+    return bool(patience_spent)
 
 
 def _checkpoint_epoch(run: _Run, row: dict[str, Any]) -> bool:

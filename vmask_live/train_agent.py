@@ -21,6 +21,7 @@ from vmask_live.settings import SettingChecks
 
 if TYPE_CHECKING:
     from vmask_live.distill import DistillConfig
+    from vmask_live.train_dqn import DQNConfig
 
 __all__ = ["PPOConfig", "train_ppo", "BCConfig", "train_bc", "export_ppo", "evaluate_agent", "run_train_agent"]
 
@@ -502,7 +503,7 @@ def evaluate_agent(
 
 
 def run_train_agent(
-    cfg: PPOConfig | BCConfig | DistillConfig,
+    cfg: PPOConfig | BCConfig | DistillConfig | DQNConfig,
     *,
     export_checkpoint: str | Path | None = None,
     trust_pickle: bool = False,
@@ -528,9 +529,12 @@ def run_train_agent(
         ConfigError: a bad setting (all of them listed), or a run in ``out`` that would be overwritten.
     """
     from vmask_live.distill import DistillConfig, run_distill
+    from vmask_live.train_dqn import DQNConfig, run_train_dqn
 
     if isinstance(cfg, DistillConfig):
         return run_distill(cfg)
+    if isinstance(cfg, DQNConfig):
+        return run_train_dqn(cfg)
     if isinstance(cfg, BCConfig):
         out = Path(cfg.out)
         if out.suffix != ".safetensors":

@@ -42,6 +42,9 @@ import gymnasium as gym
 from vmask_live.envs.atari import ATARI_GAMES, make_atari
 from vmask_live.envs.beacon import ACTION_NAMES as BEACON_ACTIONS
 from vmask_live.envs.beacon import BEACON_ID, BeaconEnv, make_beacon
+from vmask_live.envs.highway import ACTION_NAMES as HIGHWAY_ACTIONS
+from vmask_live.envs.highway import HIGHWAY_ID, make_highway
+from vmask_live.envs.vizdoom import make_vizdoom
 from vmask_live.errors import ConfigError
 
 __all__ = [
@@ -165,6 +168,36 @@ for _spec in (
         action_names=tuple(BEACON_ACTIONS),
     ),
     *(atari_spec(name, ale_id) for name, ale_id in ATARI_GAMES.items()),
+    EnvSpec(
+        name="Highway",
+        make=make_highway,
+        family="highway",
+        description=f"highway-env's {HIGHWAY_ID}, 4 stacked 64x128 grey frames of the road",
+        requires=("highway_env",),
+        extra="highway",
+        aliases=(HIGHWAY_ID,),
+        action_names=HIGHWAY_ACTIONS,
+    ),
+    EnvSpec(
+        name="VizDoom",
+        make=functools.partial(make_vizdoom, "basic"),
+        family="vizdoom",
+        description="VizDoom's basic scenario (shoot the monster), 4 stacked 84x84 grey frames",
+        requires=("vizdoom",),
+        extra="vizdoom",
+        aliases=("VizdoomBasic-v1",),
+        action_names=("MOVE_LEFT", "MOVE_RIGHT", "ATTACK"),
+    ),
+    EnvSpec(
+        name="VizDoomDefend",
+        make=functools.partial(make_vizdoom, "defend_the_center"),
+        family="vizdoom",
+        description="VizDoom's defend_the_center scenario, 4 stacked 84x84 grey frames",
+        requires=("vizdoom",),
+        extra="vizdoom",
+        aliases=("VizdoomDefendCenter-v1",),
+        action_names=("TURN_LEFT", "TURN_RIGHT", "ATTACK"),
+    ),
 ):
     register_env(_spec)
 
