@@ -162,3 +162,22 @@ def test_probe_skips_rollouts_only_while_the_game_ignores_input():
     got = RolloutPlanner(moving, PlannerSettings(rollouts=2, horizon=6, probe_steps=2), seed=1).values()
     np.testing.assert_array_equal(got, want)  # the rollouts ran, with the same random continuations
     assert np.ptp(want) > 0
+
+
+def test_distill_init_starts_from_another_runs_student(tmp_path):
+    import torch
+
+    from vmask_live.agents import load_agent, save_agent
+    from vmask_live.distill import run_distill
+    from vmask_live.testing import tiny_agent
+
+    first, _ = run_distill(_cfg(tmp_path / "a", rounds=1), progress=False)
+    # lr 1e-12: the round's Adam steps leave the weights where --init put them
+    second, _ = run_distill(_cfg(tmp_path / "b", rounds=1, init=str(first), lr=1e-12), progress=False)
+    a, b = load_agent(first), load_agent(second)
+    for (name, p), q in zip(a.module.state_dict().items(), b.module.state_dict().values(), strict=True):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=0, msg=name)
+    # an agent of another kind is refused before any labelling
+    other = save_agent(tmp_path / "beacon.safetensors", tiny_agent(), "small_cnn", {"in_channels": 1, "n_actions": 5})
+    with pytest.raises(ConfigError, match="Expected a NatureCNN agent"):
+        run_distill(_cfg(tmp_path / "c", rounds=1, init=str(other)), progress=False)

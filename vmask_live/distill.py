@@ -40,6 +40,7 @@ DISTILL_RESUMABLE_FIELDS = (
     "passes",
     "eval_episodes",
     "workers",
+    "init",
     "resume",
     "overwrite",
     "out",
@@ -84,6 +85,9 @@ class DistillConfig:
     :data:`DISTILL_RESUMABLE_FIELDS` may change. The chunks of the round in progress are kept."""
     overwrite: bool = False
     """Start a new run in ``out`` even though it holds another run (its files are deleted first)."""
+    init: str = ""
+    """Agent checkpoint whose weights start the student (a NatureCNN agent for this env, e.g. the
+    student of an earlier run); empty: random weights. Ignored on ``resume``."""
     planner: PlannerSettings = field(default_factory=PlannerSettings)
 
     def validate(self) -> None:
@@ -244,6 +248,22 @@ def _load_chunk(path: Path, n_actions: int) -> dict:
     return data
 
 
+def _load_student(student: Any, path: Path, arch_kwargs: dict[str, Any], names: list[str]) -> None:
+    """Load a NatureCNN agent checkpoint's weights into ``student``, after checking it fits."""
+    from vmask_live.checkpoint import read_checkpoint
+
+    tensors, meta = read_checkpoint(path, "agent")
+    got = (meta.get("arch"), meta.get("arch_kwargs", {}).get("in_channels"), meta.get("n_actions"))
+    want = ("nature_cnn", arch_kwargs["in_channels"], arch_kwargs["n_actions"])
+    if got != want or list(meta.get("action_names") or []) != list(names):
+        raise ConfigError(
+            f"Expected a NatureCNN agent with {want[1]} input channels and the actions {names} to start the "
+            f"student, got {str(path)!r}: arch {got[0]!r}, {got[1]} channels, actions {meta.get('action_names')}. "
+            "Pass a student of a distill run on the same env, or leave --init out"
+        )
+    student.load_state_dict({k.removeprefix("module."): v for k, v in tensors.items()})
+
+
 def _check_folder(cfg: DistillConfig, out: Path) -> bool:
     """Refuse to clobber another run or to resume with other settings; True when resuming."""
     from vmask_live.train import config_differences, refuse_changed_resume
@@ -292,7 +312,6 @@ def run_distill(cfg: DistillConfig, progress: bool = True) -> tuple[Path, dict]:
     from rich.progress import Progress
 
     from vmask_live.agents import NatureCNN, TorchAgent, save_agent
-    from vmask_live.checkpoint import read_checkpoint
     from vmask_live.envs import action_names, make_env
     from vmask_live.interrupt import sigterm_as_interrupt
     from vmask_live.observations import ObsFormat
@@ -323,8 +342,9 @@ def run_distill(cfg: DistillConfig, progress: bool = True) -> tuple[Path, dict]:
     student = NatureCNN(**arch_kwargs)
     state = json.loads((out / "state.json").read_text()) if (out / "state.json").exists() else {"rounds_done": 0}
     if state["rounds_done"] > 0:
-        tensors, _ = read_checkpoint(out / "student.safetensors", "agent")
-        student.load_state_dict({k.removeprefix("module."): v for k, v in tensors.items()})
+        _load_student(student, out / "student.safetensors", arch_kwargs, names)
+    elif cfg.init:
+        _load_student(student, Path(cfg.init), arch_kwargs, names)
     gen = torch.Generator().manual_seed(cfg.seed + state["rounds_done"])
     data: list[dict] = []
     for round_ in range(state["rounds_done"]):  # the round in progress is read when it ends
