@@ -274,12 +274,9 @@ def _check_folder(cfg: DistillConfig, out: Path) -> bool:
         diffs = config_differences(saved, asdict(cfg), asdict(DistillConfig()), DISTILL_RESUMABLE_FIELDS)
         refuse_changed_resume(out, diffs, DISTILL_RESUMABLE_FIELDS)
         return True
-    existing = [p for p in (out / "data", out / "student.safetensors", out / "agent.safetensors") if p.exists()]
-    if existing and not cfg.overwrite:
-        raise ConfigError(
-            f"{str(out)!r} already holds another agent run ({', '.join(p.name for p in existing)}); a new run "
-            "would overwrite it. Pass --resume to continue that run, another --out, or --overwrite to replace it."
-        )
+    from vmask_live.train_agent import refuse_other_run
+
+    refuse_other_run(out, [out / "data", out / "student.safetensors", out / "agent.safetensors"], cfg.overwrite)
     return False
 
 

@@ -23,7 +23,16 @@ if TYPE_CHECKING:
     from vmask_live.distill import DistillConfig
     from vmask_live.train_dqn import DQNConfig
 
-__all__ = ["PPOConfig", "train_ppo", "BCConfig", "train_bc", "export_ppo", "evaluate_agent", "run_train_agent"]
+__all__ = [
+    "PPOConfig",
+    "train_ppo",
+    "BCConfig",
+    "train_bc",
+    "export_ppo",
+    "evaluate_agent",
+    "refuse_other_run",
+    "run_train_agent",
+]
 
 PPO_DEFAULT_STEPS = 1_000_000
 BC_DEFAULT_SAMPLES = 10_000
@@ -142,14 +151,24 @@ def _check_ppo_folder(cfg: PPOConfig, out: Path) -> bool:
             refuse_changed_resume(out, diffs, PPO_RESUMABLE_FIELDS)
         return True
     existing = [*out.glob("ppo_*.zip"), out / "agent.safetensors"] if out.is_dir() else []
-    existing = [p for p in existing if p.exists()]
-    if existing and not cfg.overwrite:
+    refuse_other_run(out, existing, cfg.overwrite)
+    return False
+
+
+def refuse_other_run(out: Path, files: list[Path], overwrite: bool, *, resumable: bool = True) -> None:
+    """Refuse to start a new agent run in ``out`` over ``files`` of another run (those that exist)
+    unless ``overwrite``; ``resumable``: the message offers ``--resume`` too.
+
+    Raises:
+        ConfigError: naming the files and the ways out.
+    """
+    existing = [p for p in files if p.exists()]
+    if existing and not overwrite:
+        resume = "--resume to continue that run, " if resumable else ""
         raise ConfigError(
             f"{str(out)!r} already holds another agent run ({_names(existing)}); a new run would overwrite it. "
-            "Pass --resume to continue that run, another --out for a new one, or --overwrite (overwrite=True) "
-            "to replace it."
+            f"Pass {resume}another --out for a new one, or --overwrite (overwrite=True) to replace it."
         )
-    return False
 
 
 def _linear(start: float):

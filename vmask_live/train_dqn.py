@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from vmask_live.atomic import atomic_path, atomic_write_text
-from vmask_live.errors import ConfigError
 from vmask_live.settings import SettingChecks
 
 __all__ = ["DQNConfig", "DQN_PRESETS", "run_train_dqn"]
@@ -145,14 +144,10 @@ class DQNConfig:
 
 
 def _check_folder(cfg: DQNConfig, out: Path) -> None:
+    from vmask_live.train_agent import refuse_other_run
+
     existing = [*out.glob("dqn_*.zip"), out / "agent.safetensors"] if out.is_dir() else []
-    existing = [p for p in existing if p.exists()]
-    if existing and not cfg.overwrite:
-        names = ", ".join(sorted(p.name for p in existing))
-        raise ConfigError(
-            f"{str(out)!r} already holds another agent run ({names}); a new run would overwrite it. "
-            "Pass another --out for a new one, or --overwrite (overwrite=True) to replace it."
-        )
+    refuse_other_run(out, existing, cfg.overwrite, resumable=False)  # the replay buffer is not saved
 
 
 def _make_vec_env(cfg: DQNConfig):
