@@ -232,6 +232,7 @@ def test_evaluate_reports_objects_with_shuffled_control_and_priors(pacman, tmp_p
     assert planted["key"]["objects"]["dilate"] == 2 and planted["key"]["objects"]["hud_categories"] == [
         "hud",
         "power_pill",
+        "pill",
     ]
     planted["result"]["object_score"] = 12345.0
     cached.write_text(json.dumps(planted))

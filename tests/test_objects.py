@@ -1,6 +1,6 @@
 """Game objects from RAM: our tables against OCAtari, the real screen, and the mass/mask maths.
 
-OCAtari's boxes on recorded Ms. Pac-Man, Pong, Breakout and Seaquest RAM states are in ``data/ocatari_reference.json``
+OCAtari's boxes on recorded Ms. Pac-Man, Pong, Breakout, Seaquest and Enduro RAM states are in ``data/ocatari_reference.json``
 (``data/make_ocatari_reference.py`` regenerates it; OCAtari is not a dependency).
 """
 
@@ -15,12 +15,15 @@ import numpy as np
 import pytest
 
 from vmask_live.atari_objects import (
+    ENDURO_HUD_SCREEN,
     MSPACMAN_HUD_SCREEN,
     SEAQUEST_HUD_SCREEN,
     annotate_breakout,
+    annotate_enduro,
     annotate_mspacman,
     annotate_pong,
     annotate_seaquest,
+    mspacman_pills,
 )
 from vmask_live.errors import ConfigError
 from vmask_live.objects import GameObject, annotate, annotator_for, object_masks, object_mass, screen_to_obs
@@ -32,12 +35,15 @@ ANNOTATORS = {
     "Pong": annotate_pong,
     "Breakout": annotate_breakout,
     "Seaquest": annotate_seaquest,
+    "Enduro": annotate_enduro,
 }
 SCREEN = (210, 160)  # obs_hw that gives boxes in screen pixels
 # Screen pixels our boxes may differ from OCAtari's. Pong: where the top wall cuts a paddle off,
 # OCAtari's player box ends one row above its uncut box's bottom (and above the real paddle's,
 # checked on the screen); we cut the uncut box. One screen row is 0.4 observation pixels.
-TOLERANCE = {"MsPacman": 0, "Pong": 1, "Breakout": 0, "Seaquest": 0}
+TOLERANCE = {"MsPacman": 0, "Pong": 1, "Breakout": 0, "Seaquest": 0, "Enduro": 0}
+# OCAtari also reports a small pill in each power pill's cell (the bit is the power pill's); we do not.
+POWER_PILL_CELLS = {("pill", 18 * row + col) for row in (1, 12) for col in (0, 17)}
 
 
 def _ram(record: dict) -> np.ndarray:
@@ -54,7 +60,7 @@ def _ocatari_boxes(record: dict) -> dict[tuple[str, int], tuple[int, int, int, i
     for o in record["objects"]:
         x, y, w, h = o["xywh"]
         x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, SCREEN[1]), min(y + h, SCREEN[0])
-        if x1 > x0 and y1 > y0:
+        if x1 > x0 and y1 > y0 and (o["category"], o["id"]) not in POWER_PILL_CELLS:
             boxes[(o["category"], o["id"])] = (x0, y0, x1, y1)
     return boxes
 
@@ -80,6 +86,15 @@ def test_reference_covers_the_cases():
     # enemies past the right edge: OCAtari's box cut by the screen, or wholly off it (we give none)
     cut = sum(o["xywh"][0] + o["xywh"][2] > 160 for s in seaquest for o in s["objects"])
     assert cut >= 3, cut
+    n_small = [sum(k[0] == "pill" for k in _ocatari_boxes(s)) for s in pacman]
+    assert max(n_small) == 150 and min(n_small) < 120, n_small  # all of maze 1's pills, and many eaten
+    enduro = RECORDED["games"]["Enduro"]
+    assert len(enduro) >= 25
+    rams = np.array([_ram(s) for s in enduro])
+    assert (rams[:, 46] >= 128).sum() >= 3 and ((rams[:, 46] > 0) & (rams[:, 46] < 128)).sum() >= 3  # drift both ways
+    cars = rams[:, 27:34]
+    assert ((cars != 0).sum(1) >= 3).sum() >= 3 and (cars[:, 0] != 0).sum() >= 3
+    assert ((cars & 17) == 17).any() and ((cars & 17) == 16).any()  # both side lanes
 
 
 @pytest.mark.parametrize("game", sorted(ANNOTATORS))
@@ -101,16 +116,20 @@ def test_boxes_match_ocatari(game):
     assert max(worst_obs.values()) <= 1.0, worst_obs
 
 
+def _no_pills(objects: list[GameObject]) -> list[GameObject]:
+    return [o for o in objects if o.category != "pill"]
+
+
 def test_mspacman_presence_rules_and_hud():
     ram = _ram(RECORDED["games"]["MsPacman"][0]).copy()
     pills = [f"power_pill {i}" for i in range(4)]
-    names = [o.name for o in annotate_mspacman(ram)]
+    names = [o.name for o in _no_pills(annotate_mspacman(ram))]
     assert names == ["player", "ghost 0", "ghost 1", "ghost 2", "ghost 3", *pills, "hud"]  # no fruit at the start
     ram[47] = 0  # between lives: no ghost drawn
-    assert [o.name for o in annotate_mspacman(ram)] == ["player", *pills, "hud"]
+    assert [o.name for o in _no_pills(annotate_mspacman(ram))] == ["player", *pills, "hud"]
     ram[47], ram[19] = 100, 1  # only ghosts 0 and 1
     ram[117] &= ~np.uint8(0b100100)  # power pills 0 and 3 eaten (bits 2 and 5)
-    names = [o.name for o in annotate_mspacman(ram)]
+    names = [o.name for o in _no_pills(annotate_mspacman(ram))]
     assert names == ["player", "ghost 0", "ghost 1", "power_pill 1", "power_pill 2", "hud"]
     hud = annotate_mspacman(ram)[-1]
     assert hud.box == screen_to_obs(*MSPACMAN_HUD_SCREEN)
@@ -380,3 +399,83 @@ def test_seaquest_player_box_holds_the_submarine():
     env.close()
     print(f"Seaquest: player pixels in its box in {hits}/{steps} steps")
     assert steps >= 100 and hits >= 0.9 * steps, (hits, steps)
+
+
+def test_mspacman_pill_rules():
+    ram = _ram(RECORDED["games"]["MsPacman"][0]).copy()
+    pills = {o.id: o.box for o in annotate_mspacman(ram, obs_hw=SCREEN) if o.category == "pill"}
+    assert len(pills) == 150  # the whole first maze at the start
+    assert pills[0] == (8.0, 7.0, 12.0, 9.0) and pills[18 * 13 + 17] == (148.0, 163.0, 152.0, 165.0)
+    assert 18 not in pills and 4 not in pills  # a power pill's cell; a wall
+    ram[60] &= ~np.uint8(0b10)  # row 0, column 4's bit (a wall in maze 1: nothing changes)
+    ram[61] &= ~np.uint8(0b1)  # row 0, column 5's bit: eaten
+    after = {o.id for o in mspacman_pills(ram)}
+    assert after == set(pills) - {5}
+    ram[0] = 1  # the second maze
+    maze2 = {o.id for o in mspacman_pills(ram)}
+    assert len(maze2) == 144 and 18 * 1 + 5 in maze2 and 18 * 1 + 3 not in maze2  # its own walls
+    ram[0] = 2  # later mazes: not annotated
+    assert mspacman_pills(ram) == []
+
+
+def test_pill_boxes_hold_the_pills_until_eaten():
+    """On real steps each annotated pill's box is filled with the pill colour (but where a sprite
+    covers it) and every other pill cell of the maze holds none: the eaten ones are gone."""
+    from vmask_live.envs import make_env
+
+    env = make_env("MsPacman")
+    env.reset(seed=1)
+    ale = env.unwrapped.ale
+    rng = np.random.default_rng(1)
+    every_cell = {o.id: o.box for o in mspacman_pills(ale.getRAM(), obs_hw=SCREEN)}
+    shown = eaten = empty_boxes = 0
+    action, hold = 1, 0
+    for step in range(300):
+        if hold <= 0:
+            action, hold = int(rng.integers(1, 5)), int(rng.integers(4, 16))
+        hold -= 1
+        _, _, term, trunc, _ = env.step(action)
+        if term or trunc:
+            break
+        objects = annotate_mspacman(ale.getRAM(), obs_hw=SCREEN)
+        sprites = [o.box for o in objects if o.category in ("player", "ghost", "fruit")]
+        pills = {o.id: o.box for o in objects if o.category == "pill"}
+        colour = (ale.getScreenRGB() == (228, 111, 111)).all(-1)
+        for id_, box in every_cell.items():
+            x0, y0, x1, y1 = (int(v) for v in box)
+            if any(_overlap(box, s) for s in sprites):
+                continue
+            if id_ in pills:
+                shown += 1
+                empty_boxes += int(not colour[y0:y1, x0:x1].all())
+            else:
+                eaten += 1
+                assert not colour[y0:y1, x0:x1].any(), (step, id_)
+    env.close()
+    print(f"pill boxes filled: {shown - empty_boxes}/{shown}; eaten cells empty: {eaten}")
+    # a pill eaten between the frame and the RAM read may still be in its box
+    assert eaten >= 500 and empty_boxes <= 0.001 * shown, (eaten, empty_boxes, shown)
+
+
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def test_enduro_rules():
+    ram = np.zeros(128, np.uint8)
+    ram[52] = 54  # no drift, no other car
+    objects = annotate_enduro(ram, obs_hw=SCREEN)
+    assert [(o.name, o.box) for o in objects] == [
+        ("player", (77.0, 143.0, 93.0, 154.0)),
+        ("hud", tuple(float(v) for v in ENDURO_HUD_SCREEN)),
+    ]
+    ram[46] = 250  # drift -6: the player shifts right, the cars left
+    ram[27], ram[30], ram[33] = 0b10111, 0b10110, 0b100  # right lane near, left lane, middle far
+    boxes = {o.name: o.box for o in annotate_enduro(ram, obs_hw=SCREEN)}
+    assert boxes["player"] == (81.0, 143.0, 97.0, 154.0)
+    assert boxes["car 0"] == (102.0, 150.0, 118.0, 160.0)  # int((2192 + 7 * 150) / 30) - 6
+    assert boxes["car 3"] == (65.0, 96.0, 81.0, 106.0)  # int(108.3 - 23 * 96 / 60 - 6)
+    assert boxes["car 6"] == (87.0, 64.0, 103.0, 74.0)  # the middle: no drift
+    ram[59] = 9 << 3  # the scroll byte moves the nearer bands further down
+    moved = {o.name: o.box[1] - boxes[o.name][1] for o in annotate_enduro(ram, obs_hw=SCREEN) if o.category == "car"}
+    assert moved == {"car 0": -9.0, "car 3": -6.0, "car 6": -5.0}  # 9 * 0.9 ** slot, cut

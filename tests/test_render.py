@@ -181,6 +181,21 @@ def test_object_lines_rank_the_objects_by_their_share_of_the_map():
     assert object_lines(np.zeros((20, 20), np.float32), _objects(), "up") == ["up <- objects:", "  none on objects"]
 
 
+def test_object_lines_group_many_small_items_into_one_line():
+    from vmask_live.objects import GameObject
+    from vmask_live.render import object_lines
+
+    m = np.zeros((20, 20), np.float32)
+    pills = [GameObject("pill", i, (float(2 * i), 15.0, float(2 * i + 1), 16.0)) for i in range(8)]
+    for i in range(8):
+        m[15, 2 * i] = 1.0  # 8 pills with 1/16 of the mass each: one "pills" line with half of it
+    m[1:3, 2:4] = 2.0  # the player: the other half
+    # the dilated pill boxes overlap: the grouped line counts each pixel once
+    lines = object_lines(m, _objects() + pills, "up")
+    assert lines == ["up <- objects:", "  player: 50%", "  pills: 50%"]
+    assert not any(line.startswith("  pill ") for line in lines)
+
+
 def test_draw_boxes_outlines_each_box_scaled_to_the_image():
     from vmask_live.render import BOX_COLORS, BOX_SELECTED, draw_boxes
 

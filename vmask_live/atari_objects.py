@@ -26,6 +26,10 @@ __all__ = [
     "MSPACMAN_SPRITES",
     "MSPACMAN_HUD_SCREEN",
     "MSPACMAN_POWER_PILLS",
+    "MSPACMAN_PILL_BITS",
+    "MSPACMAN_PILL_COLUMNS",
+    "MSPACMAN_PILL_MAZES",
+    "mspacman_pills",
     "PONG_SPRITES",
     "PONG_PLAYFIELD_ROWS",
     "BREAKOUT_SPRITES",
@@ -37,6 +41,11 @@ __all__ = [
     "annotate_pong",
     "annotate_breakout",
     "annotate_seaquest",
+    "ENDURO_CAR_SLOTS",
+    "ENDURO_CAR_DEPTH",
+    "ENDURO_LANES",
+    "ENDURO_HUD_SCREEN",
+    "annotate_enduro",
     "BUILTIN_ANNOTATORS",
     "register_builtin_annotators",
 ]
@@ -137,6 +146,90 @@ MSPACMAN_POWER_PILLS: tuple[RamSprite, ...] = (
 """The four big pills; pill ``i`` is on screen while bit ``i + 2`` of RAM 117 is set."""
 
 
+_MSPACMAN_PILL_ROWS = 59
+"""RAM 59-100: three bytes per maze row of small pills (14 rows, top first), one bit per column."""
+MSPACMAN_PILL_BITS: tuple[tuple[int, int], ...] = (
+    # column c (0-17, left first): (byte of the row's three, bit); the Atari playfield's bit order
+    (0, 6), (1, 7), (1, 5), (1, 3), (1, 1), (2, 0), (2, 2), (2, 4), (2, 6),
+    (1, 6), (1, 4), (1, 2), (1, 0), (2, 1), (2, 3), (2, 5), (2, 7), (0, 4),
+)  # fmt: skip
+"""Where the bit of each pill column lives in its row's three RAM bytes."""
+MSPACMAN_PILL_COLUMNS: tuple[int, ...] = tuple(8 + 8 * c if c < 9 else 12 + 8 * c for c in range(18))
+"""Screen column of each pill column's left edge (the maze is mirrored about x = 80)."""
+MSPACMAN_PILL_MAZES: tuple[tuple[str, ...], ...] = (
+    (  # maze 1 (RAM 0 = 0)
+        "111101111111101111",
+        "000101000000101000",
+        "111111111111111111",
+        "010100100001001010",
+        "110111111111111011",
+        "010000100001000010",
+        "011111101101111110",
+        "010000100001000010",
+        "110111111111111011",
+        "010101010010101010",
+        "111101011110101111",
+        "100101110011101001",
+        "000100010010001000",
+        "111111111111111111",
+    ),
+    (  # maze 2 (RAM 0 = 1)
+        "111111111111111111",
+        "000001000000100000",
+        "110111011110111011",
+        "010101010010101010",
+        "010101111111101010",
+        "111100100001001111",
+        "100111101101111001",
+        "100100100001001001",
+        "100101111111101001",
+        "111111000000111111",
+        "001001011110100100",
+        "111101110011101111",
+        "000101000000101000",
+        "111101111111101111",
+    ),
+)
+"""Which cells of each maze hold a small pill (``"1"``): the game sets RAM bits for walls too.
+Measured on the screen with all pill bits set; the four power-pill cells (rows 1 and 12, the
+outer columns) are left out: their bits are the power pills."""
+_PILL_W, _PILL_H, _PILL_Y0, _PILL_DY = 4, 2, 7, 12
+
+
+def _pill_cells(maze: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """RAM byte, bit, id and screen box ``(x0, y0, x1, y1)`` of every pill cell of ``maze``."""
+    rows = [
+        (_MSPACMAN_PILL_ROWS + 3 * r + offset, bit, 18 * r + c, MSPACMAN_PILL_COLUMNS[c], _PILL_Y0 + _PILL_DY * r)
+        for r, cells in enumerate(MSPACMAN_PILL_MAZES[maze])
+        for c, (offset, bit) in enumerate(MSPACMAN_PILL_BITS)
+        if cells[c] == "1"
+    ]
+    byte, bit, ids, x, y = (np.array(v, dtype=np.int64) for v in zip(*rows, strict=True))
+    return byte, bit, ids, np.stack([x, y, x + _PILL_W, y + _PILL_H], 1).astype(np.float64)
+
+
+_PILL_CELLS = tuple(_pill_cells(m) for m in range(len(MSPACMAN_PILL_MAZES)))
+
+
+def mspacman_pills(ram: np.ndarray, obs_hw: tuple[int, int] = (84, 84)) -> list[GameObject]:
+    """The uneaten small pills (``"pill"``, id ``18 * row + column``) of a Ms. Pac-Man state.
+
+    Only in the first two mazes (``ram[0]`` 0 or 1, the maze drawn); none in the later ones, whose
+    pill cells are not checked.
+    """
+    ram = np.asarray(ram)
+    maze = int(ram[0])
+    if maze >= len(MSPACMAN_PILL_MAZES):
+        return []
+    byte, bit, ids, boxes = _PILL_CELLS[maze]
+    on = (ram[byte].astype(np.int64) >> bit) & 1 == 1
+    scale = np.array([obs_hw[1] / SCREEN_HW[1], obs_hw[0] / SCREEN_HW[0]] * 2)
+    return [
+        GameObject("pill", int(i), (float(b[0]), float(b[1]), float(b[2]), float(b[3])))
+        for i, b in zip(ids[on], boxes[on] * scale, strict=True)
+    ]
+
+
 def _mspacman_present(sprite: RamSprite, ram: np.ndarray) -> bool:
     if sprite.category == "ghost":
         return int(ram[_MSPACMAN_GHOSTS_ON]) > 0 and sprite.id <= int(ram[_MSPACMAN_N_EXTRA_GHOSTS])
@@ -148,7 +241,7 @@ def _mspacman_present(sprite: RamSprite, ram: np.ndarray) -> bool:
 
 
 def annotate_mspacman(ram: np.ndarray, obs_hw: tuple[int, int] = (84, 84)) -> list[GameObject]:
-    """Ms. Pac-Man's player, ghosts (ids 0-3 by RAM slot), fruit, power pills and HUD from its RAM.
+    """Ms. Pac-Man's player, ghosts (ids 0-3 by RAM slot), fruit, power pills, pills and HUD from its RAM.
 
     Args:
         ram: the 128 RAM bytes (``env.unwrapped.ale.getRAM()``).
@@ -157,12 +250,13 @@ def annotate_mspacman(ram: np.ndarray, obs_hw: tuple[int, int] = (84, 84)) -> li
 
     Returns:
         The objects on screen: the player and the HUD always; each ghost while ghosts are drawn;
-        the fruit while its position bytes are non-zero; each power pill until it is eaten (the
-        small pills are not annotated). Ghosts flicker on the real screen (drawn
+        the fruit while its position bytes are non-zero; each power pill until it is eaten; each
+        small pill until it is eaten (:func:`mspacman_pills`, first two mazes). Ghosts flicker on the real screen (drawn
         on alternate frames), so a box may hold no ghost pixels in a single frame.
     """
     ram = np.asarray(ram)
     objects = _objects(MSPACMAN_SPRITES + MSPACMAN_POWER_PILLS, _mspacman_present, ram, obs_hw)
+    objects += mspacman_pills(ram, obs_hw)
     objects.append(GameObject("hud", 0, screen_to_obs(*MSPACMAN_HUD_SCREEN, obs_hw)))
     return objects
 
@@ -315,11 +409,76 @@ def annotate_seaquest(ram: np.ndarray, obs_hw: tuple[int, int] = (84, 84)) -> li
     return objects
 
 
+# ---------------------------------------------------------------------------------------------
+# Enduro
+# ---------------------------------------------------------------------------------------------
+
+_ENDURO_STEER = 46
+"""RAM byte, a signed byte: the road's sideways drift under the player (it steers against it)."""
+_ENDURO_PLAYER_Y = 52
+"""RAM byte: the player's car top row is ``ram[52] + 89`` (it sinks a little when it slows down)."""
+_ENDURO_SCROLL = 59
+"""RAM byte whose bits 3-7 move the other cars down by up to 31 rows (scaled by slot depth)."""
+ENDURO_CAR_SLOTS = 7
+"""RAM 27-33 hold the other cars by distance band, 0 the nearest; 0 = empty, bit 4 = in a side
+lane, bit 0 = the right one (else the left one), the high bits the car's colour."""
+ENDURO_CAR_DEPTH: tuple[float, ...] = (0.0, 20.4, 38.4, 54.0, 67.2, 78.0, 86.4)
+"""Rows above row 150 of each slot's top edge (the road narrows towards the horizon)."""
+ENDURO_LANES: dict[str, tuple[float, float]] = {"left": (108.3, -23 / 60), "right": (2192 / 30, 7 / 30)}
+"""Left column of a car in a side lane: ``a + b * row``, plus the road's drift (the lane lines
+converge on the horizon); a car in neither side lane is at column 87."""
+ENDURO_PLAYER_SIZE, ENDURO_CAR_SIZE = (16, 11), (16, 10)
+"""Box sizes (w, h) in screen pixels; OCAtari's: one size for all cars, near or far."""
+ENDURO_HUD_SCREEN: tuple[int, int, int, int] = (48, 161, 112, 191)
+"""The red panel below the road: odometer, day, cars still to pass."""
+
+
+def _signed(byte: int) -> int:
+    return byte - 256 if byte & 128 else byte
+
+
+def annotate_enduro(ram: np.ndarray, obs_hw: tuple[int, int] = (84, 84)) -> list[GameObject]:
+    """Enduro's player car, the other cars and the HUD panel from its RAM (as :func:`annotate_mspacman`).
+
+    Returns:
+        The player (always), each other car (``"car"``, id = its RAM slot 0-6, 0 the nearest band)
+        and the HUD panel (``"hud"``). The cars' rows and columns are OCAtari's perspective fits
+        of the slot, the scroll byte and the lane (RAM 27-33 hold no pixel positions), with its
+        fixed 16x10 box, which is wider than the far cars.
+    """
+    ram = np.asarray(ram)
+    drift = _signed(int(ram[_ENDURO_STEER]))
+    # The player stays near the middle and shifts against the drift (two columns more to the right).
+    x = 77 - (drift >> 1) if drift >= 0 else 79 + ((-drift - 1) >> 1)
+    player = _fixed("player", 0, x, int(ram[_ENDURO_PLAYER_Y]) + 89, *ENDURO_PLAYER_SIZE, obs_hw)
+    objects = [] if player is None else [player]
+    scroll = int(ram[_ENDURO_SCROLL]) >> 3
+    for slot in range(ENDURO_CAR_SLOTS):
+        lane = int(ram[27 + slot])
+        if not lane:
+            continue
+        y = 150 - int(ENDURO_CAR_DEPTH[slot] + scroll * 0.9**slot)
+        if not lane & 16:
+            x = 87
+        elif lane & 1:
+            a, b = ENDURO_LANES["right"]
+            x = int(a + b * y) + drift
+        else:
+            a, b = ENDURO_LANES["left"]
+            x = int(a + b * y + drift)
+        car = _fixed("car", slot, x, y, *ENDURO_CAR_SIZE, obs_hw)
+        if car is not None:
+            objects.append(car)
+    objects.append(GameObject("hud", 0, screen_to_obs(*ENDURO_HUD_SCREEN, obs_hw)))
+    return objects
+
+
 BUILTIN_ANNOTATORS: dict[str, Annotator] = {
     "MsPacman": annotate_mspacman,
     "Pong": annotate_pong,
     "Breakout": annotate_breakout,
     "Seaquest": annotate_seaquest,
+    "Enduro": annotate_enduro,
 }
 """The annotators of this module, by game."""
 

@@ -67,8 +67,8 @@ class ObjectSettings:
 
     dilate: int = 2
     """Box dilation in observation pixels (sprites are small and move between stacked frames)."""
-    hud_categories: tuple[str, ...] = ("hud", "power_pill")
-    """Categories that are not actors (score, lives; Ms. Pac-Man's power pills, which never move):
+    hud_categories: tuple[str, ...] = ("hud", "power_pill", "pill")
+    """Categories that are not actors (score, lives; Ms. Pac-Man's pills and power pills, which never move):
     scored as their own regions only. Actors are what SPEC §2 names: player, enemies, fruit."""
     seed: int = 0
     """Seed of the shuffled-control pairing and of the pool of other states."""
@@ -94,7 +94,7 @@ def region_masks(
     categories: Sequence[str],
     hw: Sequence[int],
     dilate: int = 2,
-    hud_categories: Sequence[str] = ("hud", "power_pill"),
+    hud_categories: Sequence[str] = ("hud", "power_pill", "pill"),
 ) -> dict[str, torch.Tensor]:
     """Bool masks ``(B, H, W)`` of :data:`ACTORS` and of every category, from stored rows ``(B, M, 6)``.
 

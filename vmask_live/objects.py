@@ -9,7 +9,7 @@ map lies on each object.
 
 Annotators are registered per game with :func:`register_annotator`; :func:`annotator_for` finds
 the one of an env (``None`` where no annotations exist, so other envs are unaffected). The RAM
-tables of :mod:`vmask_live.atari_objects` (Ms. Pac-Man, Pong, Breakout, Seaquest) are registered once, on the
+tables of :mod:`vmask_live.atari_objects` (Ms. Pac-Man, Pong, Breakout, Seaquest, Enduro) are registered once, on the
 first lookup, for the games that have no annotator registered by then.
 """
 
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from vmask_live.errors import ConfigError
 
@@ -34,11 +35,24 @@ __all__ = [
     "screen_to_obs",
     "object_masks",
     "object_mass",
+    "union_mass",
     "ANNOTATORS",
+    "ITEM_CATEGORIES",
+    "is_item",
 ]
 
 SCREEN_HW = (210, 160)
 """ALE screen size (rows, columns) that RAM positions refer to."""
+
+ITEM_CATEGORIES: frozenset[str] = frozenset({"pill"})
+"""Categories of many small static items (Ms. Pac-Man's ~150 pills): listed in ``info["objects"]``
+and scored, but grouped as one line in the live panel, not outlined by the box key and not cycled
+through by the object counterfactual key."""
+
+
+def is_item(category: str) -> bool:
+    """Whether ``category`` is one of the :data:`ITEM_CATEGORIES`."""
+    return category in ITEM_CATEGORIES
 
 
 @dataclass(frozen=True)
@@ -135,14 +149,19 @@ def screen_to_obs(
     return (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
 
 
-def _box_mask(box: Sequence[float], hw: Sequence[int], dilate: int) -> np.ndarray:
+def _box_bounds(box: Sequence[float], hw: Sequence[int], dilate: int) -> tuple[int, int, int, int]:
+    """Pixel rows ``r0:r1`` and columns ``c0:c1`` a box covers (dilated, clipped to the frame; may be empty)."""
     h, w = int(hw[0]), int(hw[1])
     x0, y0, x1, y1 = box
     c0, r0 = max(int(np.floor(x0)) - dilate, 0), max(int(np.floor(y0)) - dilate, 0)
     c1, r1 = min(int(np.ceil(x1)) + dilate, w), min(int(np.ceil(y1)) + dilate, h)
-    mask = np.zeros((h, w), dtype=bool)
-    if c1 > c0 and r1 > r0:
-        mask[r0:r1, c0:c1] = True
+    return r0, max(r1, r0), c0, max(c1, c0)
+
+
+def _box_mask(box: Sequence[float], hw: Sequence[int], dilate: int) -> np.ndarray:
+    r0, r1, c0, c1 = _box_bounds(box, hw, dilate)
+    mask = np.zeros((int(hw[0]), int(hw[1])), dtype=bool)
+    mask[r0:r1, c0:c1] = True
     return mask
 
 
@@ -165,9 +184,34 @@ def object_mass(maps: np.ndarray, objects: Sequence[GameObject], dilate: int = 2
     maps = np.asarray(maps, dtype=np.float32)
     if maps.ndim != 3:
         raise ConfigError(f"Expected maps of shape (K, H, W), got {maps.shape}")
-    total = maps.reshape(maps.shape[0], -1).sum(1)
+    if not objects:
+        return {}
+    # one summed-area table, then 4 lookups per box: cheap however many objects (150 pills)
+    # (torch's cumsum is ~4x numpy's here: 0.11 against 0.46 ms for 9 x 84 x 84)
+    table = np.zeros((maps.shape[0], maps.shape[1] + 1, maps.shape[2] + 1), dtype=np.float64)
+    table[:, 1:, 1:] = torch.from_numpy(maps).double().cumsum(2).cumsum(1).numpy()
+    total = table[:, -1, -1]
     total = np.where(total > 0, total, 1.0)
-    out = {}
-    for name, mask in object_masks(objects, maps.shape[1:], dilate).items():
-        out[name] = (maps[:, mask].sum(1) / total).astype(np.float32)
-    return out
+    boxes = np.array([obj.box for obj in objects], dtype=np.float64).reshape(-1, 4)
+    h, w = maps.shape[1:]
+    c0 = np.clip(np.floor(boxes[:, 0]).astype(np.int64) - dilate, 0, w)
+    r0 = np.clip(np.floor(boxes[:, 1]).astype(np.int64) - dilate, 0, h)
+    c1 = np.maximum(np.clip(np.ceil(boxes[:, 2]).astype(np.int64) + dilate, 0, w), c0)
+    r1 = np.maximum(np.clip(np.ceil(boxes[:, 3]).astype(np.int64) + dilate, 0, h), r0)
+    sums = table[:, r1, c1] - table[:, r0, c1] - table[:, r1, c0] + table[:, r0, c0]  # (K, objects)
+    shares = (sums / total[:, None]).astype(np.float32)
+    return {obj.name: shares[:, i] for i, obj in enumerate(objects)}
+
+
+def union_mass(maps: np.ndarray, objects: Sequence[GameObject], dilate: int = 2) -> np.ndarray:
+    """The share of each map's mass inside the union of the objects' boxes: ``(K,)`` float32
+    (shared pixels counted once, unlike summing :func:`object_mass`)."""
+    maps = np.asarray(maps, dtype=np.float32)
+    if maps.ndim != 3:
+        raise ConfigError(f"Expected maps of shape (K, H, W), got {maps.shape}")
+    mask = np.zeros(maps.shape[1:], dtype=bool)
+    for obj in objects:
+        r0, r1, c0, c1 = _box_bounds(obj.box, maps.shape[1:], dilate)
+        mask[r0:r1, c0:c1] = True
+    total = maps.reshape(maps.shape[0], -1).sum(1)
+    return (maps[:, mask].sum(1) / np.where(total > 0, total, 1.0)).astype(np.float32)

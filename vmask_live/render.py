@@ -13,7 +13,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from vmask_live.objects import GameObject, object_mass
+from vmask_live.objects import GameObject, is_item, object_mass, union_mass
 
 __all__ = [
     "ViewState",
@@ -136,7 +136,10 @@ def draw_boxes(
 
 def object_lines(m: np.ndarray, objects: Sequence[GameObject], label: str, top: int = TOP_OBJECTS) -> list[str]:
     """Panel lines naming the ``top`` objects that hold most of map ``m`` (``(H, W)``), with shares."""
-    shares = {name: float(v[0]) for name, v in object_mass(m[None], objects).items()}
+    single = [o for o in objects if not is_item(o.category)]
+    shares = {name: float(v[0]) for name, v in object_mass(m[None], single).items()}
+    for category in sorted({o.category for o in objects if is_item(o.category)}):  # all pills as one line
+        shares[f"{category}s"] = float(union_mass(m[None], [o for o in objects if o.category == category])[0])
     ranked = sorted((item for item in shares.items() if item[1] >= 0.005), key=lambda item: -item[1])[:top]
     lines = [f"{label[:12]} <- objects:"]
     lines += [f"  {name[:14]}: {share:.0%}" for name, share in ranked] or ["  none on objects"]
@@ -259,7 +262,11 @@ def compose(
         out = cv2.resize(out, (out.shape[1] * scale, out.shape[0] * scale), interpolation=cv2.INTER_NEAREST)
     hw = obs_hw if obs_hw is not None else (maps.shape[1:] if maps is not None else None)
     if objects is not None and hw is not None and (view.boxes or selected is not None):
-        drawn = objects if view.boxes else [o for o in objects if o.name == selected]
+        drawn = (
+            [o for o in objects if not is_item(o.category)]
+            if view.boxes
+            else [o for o in objects if o.name == selected]
+        )
         out = draw_boxes(out, drawn, hw, selected)
     if fps is not None:
         lines.append(f"{fps:5.1f} FPS")

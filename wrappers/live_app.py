@@ -22,6 +22,7 @@ import numpy as np
 
 from vmask_live.errors import MissingExtraError, NoDisplayError, PairingError
 from vmask_live.interrupt import sigterm_as_interrupt
+from vmask_live.objects import is_item
 from vmask_live.render import ViewState
 from vmask_live.settings import SettingChecks
 
@@ -181,7 +182,7 @@ class LiveSession:
 
     def _next_object(self) -> None:
         """Select the next object on screen for the object counterfactual; after the last, leave it."""
-        names = [obj.name for obj in self.env.last_objects or []]
+        names = [obj.name for obj in self.env.last_objects or [] if not is_item(obj.category)]
         current = self.view.object_name if self.view.mode == "object" else None
         i = names.index(current) + 1 if current in names else 0  # a vanished object restarts the cycle
         if i < len(names):

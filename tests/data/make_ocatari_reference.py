@@ -5,11 +5,15 @@ OCAtari is not a project dependency (``ocatari`` 2.2.1 pins ``numpy<2`` and pull
 ``tests/test_objects.py`` checks our own RAM tables (``vmask_live/atari_objects.py``) against it.
 The states come from our preprocessed envs (RL-Zoo wrappers, as ``vmask_live.envs.make_env``),
 played by seeded random policies (sticky directions in Ms. Pac-Man, so that she clears enough dots
-for a fruit). To regenerate (OCAtari reads only the RAM, so it runs on numpy 2 without its pins)::
+for a fruit). OCAtari runs here on the numpy 1 it pins: its Enduro module reads the signed
+steering byte through numpy 1's value-based casting (``-(ram[46]) * -1``), which numpy 2 rejects
+("Python integer -1 out of bounds for uint8"). To regenerate (``--no-deps`` keeps OCAtari's GUI
+packages out; the other pins are the last releases that still run on numpy 1)::
 
     python -m venv /tmp/ocvenv
     /tmp/ocvenv/bin/pip install --no-deps ocatari==2.2.1
-    /tmp/ocvenv/bin/pip install numpy gymnasium ale-py opencv-python-headless termcolor scikit-image matplotlib pygame
+    /tmp/ocvenv/bin/pip install "numpy<2" gymnasium ale-py "opencv-python-headless<4.12" termcolor \
+        "scikit-image<0.25" matplotlib pygame
     /tmp/ocvenv/bin/python tests/data/make_ocatari_reference.py
 
 The venv has no torch, so the env module is loaded from its file rather than through
@@ -35,6 +39,8 @@ SLOTS = {
         **{1 + i: ("ghost", i) for i in range(4)},
         5: ("fruit", 0),
         **{6 + i: ("power_pill", i) for i in range(4)},
+        # small pills: maze row r (0-13, top first), column c (0-17, left first) in slot 10 + 18 r + c
+        **{10 + k: ("pill", k) for k in range(14 * 18)},
     },
     "Pong": {0: ("player", 0), 1: ("ball", 0), 2: ("enemy", 0)},
     "Breakout": {0: ("player", 0), 1: ("ball", 0)},
@@ -47,8 +53,11 @@ SLOTS = {
         33: ("submarine", 12),  # the surface patrol sub
         34: ("player_missile", 0),
     },
+    # Enduro's cars (slots 1-7) are filled in the order of their RAM slots 27-33 that are non-zero
+    # (see ``ocatari_objects``); our id is the RAM slot.
+    "Enduro": {0: ("player", 0)},
 }
-N_EPISODES = {"MsPacman": 10, "Pong": 1, "Breakout": 3, "Seaquest": 8}
+N_EPISODES = {"MsPacman": 10, "Pong": 1, "Breakout": 3, "Seaquest": 8, "Enduro": 3}
 
 
 def make_env(game: str):
@@ -95,6 +104,8 @@ def pick(game: str, states: list[dict], rng: np.random.Generator) -> list[dict]:
         return [*_some(no_ball, 2, rng), *_some(top, 4, rng), *_some(bottom, 4, rng), *_some(states, 6, rng)]
     if game == "Seaquest":
         return _pick_seaquest(states, rng)
+    if game == "Enduro":
+        return _pick_enduro(states, rng)
     no_ball = [s for s in states if s["ram"][101] == 0]
     low = [s for s in states if s["ram"][101] > 180]  # near or below the paddle
     edge = [
@@ -128,6 +139,18 @@ def _pick_seaquest(states: list[dict], rng: np.random.Generator) -> list[dict]:
     return [picked[step] for step in sorted(picked)]
 
 
+def _pick_enduro(states: list[dict], rng: np.random.Generator) -> list[dict]:
+    def cars(s: dict) -> np.ndarray:
+        return s["ram"][27:34]
+
+    left = [s for s in states if s["ram"][46] >= 128 and cars(s).any()]  # the road drifts either way
+    right = [s for s in states if 0 < s["ram"][46] < 128 and cars(s).any()]
+    busy = [s for s in states if (cars(s) != 0).sum() >= 3]
+    near = [s for s in states if cars(s)[0]]  # a car in the nearest band, beside or behind the player
+    picked = {s["step"]: s for g in (left, right, busy, near, states) for s in _some(g, 3, rng)}
+    return [picked[step] for step in sorted(picked)]
+
+
 def ocatari_objects(game: str, ram: np.ndarray) -> list[dict]:
     from ocatari.ram.extract_ram_info import detect_objects_ram, init_objects
 
@@ -139,8 +162,11 @@ def ocatari_objects(game: str, ram: np.ndarray) -> list[dict]:
     # An object that appears in an empty slot only gets its position on the next call.
     detect_objects_ram(objects, ram, game, False)
     detect_objects_ram(objects, ram, game, False)
+    slots = dict(SLOTS[game])
+    if game == "Enduro":
+        slots.update({1 + k: ("car", int(i)) for k, i in enumerate(np.flatnonzero(ram[27:34]))})
     out = []
-    for slot, (category, id_) in SLOTS[game].items():
+    for slot, (category, id_) in slots.items():
         obj = objects[slot]
         if obj.category != "NoObject":
             out.append({"category": category, "id": id_, "xywh": [int(v) for v in obj.xywh]})
@@ -166,9 +192,8 @@ def main() -> None:
                 )
         env.close()
         games[game] = records
-        counts = {
-            c: sum(any(o["category"] == c for o in r["objects"]) for r in records) for _, (c, _) in SLOTS[game].items()
-        }
+        categories = sorted({o["category"] for r in records for o in r["objects"]})
+        counts = {c: sum(any(o["category"] == c for o in r["objects"]) for r in records) for c in categories}
         print(f"{game}: {len(records)} states, states with each category: {counts}")
     doc = {
         "ocatari_version": version("ocatari"),
