@@ -5,7 +5,7 @@ A dataset folder holds ``manifest.json`` and, per shard ``i``, ``obs_i.npy`` (ra
 and, when the env reports it, ``relevant_i.npy`` (bool masks). Where the game has an object
 annotator (:func:`vmask_live.objects.annotator_for`), ``objects_i.npy`` holds each state's objects:
 ``(n, MAX_OBJECTS, 6)`` float32 rows ``[category index, id, x0, y0, x1, y1]`` (boxes in observation
-pixels, ``x1``/``y1`` exclusive), padded with NaN rows; the manifest's ``object_categories`` names
+pixels, ``x1``/``y1`` exclusive), padded with NaN rows (without the static items of :data:`vmask_live.objects.ITEM_CATEGORIES`); the manifest's ``object_categories`` names
 the category indices (append-only, so indices stay valid across shards). ``background.npy`` is the
 per-pixel median of training observations in model space (the default overlay reference);
 ``mean.npy`` the per-channel mean.
@@ -578,11 +578,12 @@ class _ShardWriter:
         Called before the step, so each env's RAM is the state of the observation being stored (with
         same-step autoreset that is the new episode's first state after an episode ends).
         """
-        from vmask_live.objects import annotate
+        from vmask_live.objects import annotate, is_item
 
         if self.annotator is None:
             return None
-        return [annotate(env, self.annotator) or [] for env in envs.envs[:take]]
+        # static items (Ms. Pac-Man's ~150 pills) are not stored: they are the maze, not what moves
+        return [[o for o in annotate(env, self.annotator) or [] if not is_item(o.category)] for env in envs.envs[:take]]
 
     def _object_rows(self, objects: list[list[Any]]) -> np.ndarray:
         """``(len(objects), max_objects, 6)`` rows ``[category index, id, x0, y0, x1, y1]``, NaN-padded."""

@@ -46,8 +46,9 @@ SCREEN_HW = (210, 160)
 
 ITEM_CATEGORIES: frozenset[str] = frozenset({"pill"})
 """Categories of many small static items (Ms. Pac-Man's ~150 pills): listed in ``info["objects"]``
-and scored, but grouped as one line in the live panel, not outlined by the box key and not cycled
-through by the object counterfactual key."""
+and scored, but never dilated (they do not move between the stacked frames, and dilated they
+would cover most of the corridors), grouped as one line in the live panel, not outlined by the
+box key and not cycled through by the object counterfactual key."""
 
 
 def is_item(category: str) -> bool:
@@ -158,6 +159,10 @@ def _box_bounds(box: Sequence[float], hw: Sequence[int], dilate: int) -> tuple[i
     return r0, max(r1, r0), c0, max(c1, c0)
 
 
+def _dilation(obj: GameObject, dilate: int) -> int:
+    return 0 if is_item(obj.category) else dilate
+
+
 def _box_mask(box: Sequence[float], hw: Sequence[int], dilate: int) -> np.ndarray:
     r0, r1, c0, c1 = _box_bounds(box, hw, dilate)
     mask = np.zeros((int(hw[0]), int(hw[1])), dtype=bool)
@@ -168,7 +173,7 @@ def _box_mask(box: Sequence[float], hw: Sequence[int], dilate: int) -> np.ndarra
 def object_masks(objects: Sequence[GameObject], hw: Sequence[int] = (84, 84), dilate: int = 2) -> dict[str, np.ndarray]:
     """One boolean ``(H, W)`` mask per object (keyed by :attr:`GameObject.name`), boxes dilated by
     ``dilate`` observation pixels (sprites are small and move between the stacked frames)."""
-    return {obj.name: _box_mask(obj.box, hw, dilate) for obj in objects}
+    return {obj.name: _box_mask(obj.box, hw, _dilation(obj, dilate)) for obj in objects}
 
 
 def object_mass(maps: np.ndarray, objects: Sequence[GameObject], dilate: int = 2) -> dict[str, np.ndarray]:
@@ -177,7 +182,7 @@ def object_mass(maps: np.ndarray, objects: Sequence[GameObject], dilate: int = 2
     Args:
         maps: ``(K, H, W)`` non-negative maps (one per action).
         objects: the state's objects.
-        dilate: box dilation in observation pixels.
+        dilate: box dilation in observation pixels (not for :data:`ITEM_CATEGORIES`).
 
     Overlapping boxes each count the shared pixels, so the shares of all objects may exceed 1.
     """
@@ -194,10 +199,11 @@ def object_mass(maps: np.ndarray, objects: Sequence[GameObject], dilate: int = 2
     total = np.where(total > 0, total, 1.0)
     boxes = np.array([obj.box for obj in objects], dtype=np.float64).reshape(-1, 4)
     h, w = maps.shape[1:]
-    c0 = np.clip(np.floor(boxes[:, 0]).astype(np.int64) - dilate, 0, w)
-    r0 = np.clip(np.floor(boxes[:, 1]).astype(np.int64) - dilate, 0, h)
-    c1 = np.maximum(np.clip(np.ceil(boxes[:, 2]).astype(np.int64) + dilate, 0, w), c0)
-    r1 = np.maximum(np.clip(np.ceil(boxes[:, 3]).astype(np.int64) + dilate, 0, h), r0)
+    d = np.array([_dilation(obj, dilate) for obj in objects], dtype=np.int64)
+    c0 = np.clip(np.floor(boxes[:, 0]).astype(np.int64) - d, 0, w)
+    r0 = np.clip(np.floor(boxes[:, 1]).astype(np.int64) - d, 0, h)
+    c1 = np.maximum(np.clip(np.ceil(boxes[:, 2]).astype(np.int64) + d, 0, w), c0)
+    r1 = np.maximum(np.clip(np.ceil(boxes[:, 3]).astype(np.int64) + d, 0, h), r0)
     sums = table[:, r1, c1] - table[:, r0, c1] - table[:, r1, c0] + table[:, r0, c0]  # (K, objects)
     shares = (sums / total[:, None]).astype(np.float32)
     return {obj.name: shares[:, i] for i, obj in enumerate(objects)}
@@ -211,7 +217,7 @@ def union_mass(maps: np.ndarray, objects: Sequence[GameObject], dilate: int = 2)
         raise ConfigError(f"Expected maps of shape (K, H, W), got {maps.shape}")
     mask = np.zeros(maps.shape[1:], dtype=bool)
     for obj in objects:
-        r0, r1, c0, c1 = _box_bounds(obj.box, maps.shape[1:], dilate)
+        r0, r1, c0, c1 = _box_bounds(obj.box, maps.shape[1:], _dilation(obj, dilate))
         mask[r0:r1, c0:c1] = True
     total = maps.reshape(maps.shape[0], -1).sum(1)
     return (maps[:, mask].sum(1) / np.where(total > 0, total, 1.0)).astype(np.float32)
