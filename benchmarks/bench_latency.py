@@ -101,20 +101,25 @@ def env_table(env_name: str, spec: str, agent_spec: str, repeats: int) -> None:
             obs, _ = bare.reset()
 
     t_bare = _time(bare_step, repeats)
-    wrapped = vm.ExplainedEnv(vm.make_env(env_name), exp, agent=agent)
-    _, info = wrapped.reset(seed=0)
-    rt_backend = getattr(wrapped.explainer, "backend", "torch (eager)")
 
-    def wrapped_step():
-        nonlocal info
-        _, _, term, trunc, info = wrapped.step(info["saliency_action"])
-        if term or trunc:
-            _, info = wrapped.reset()
+    def wrapped_time(objects: bool) -> tuple[float, str]:
+        wrapped = vm.ExplainedEnv(vm.make_env(env_name), exp, agent=agent, objects=objects)
+        info = wrapped.reset(seed=0)[1]
 
-    t_wrapped = _time(wrapped_step, repeats)
+        def wrapped_step():
+            nonlocal info
+            _, _, term, trunc, info = wrapped.step(info["saliency_action"])
+            if term or trunc:
+                _, info = wrapped.reset()
+
+        return _time(wrapped_step, repeats), getattr(wrapped.explainer, "backend", "torch (eager)")
+
+    t_wrapped, rt_backend = wrapped_time(objects=True)
+    t_no_objects, _ = wrapped_time(objects=False)
     print(f"| env + agent | {t_bare:.2f} |")
     print(f"| ExplainedEnv (explainer backend auto = {rt_backend}) + agent | {t_wrapped:.2f} |")
     print(f"| explainer overhead | {t_wrapped - t_bare:.2f} |")
+    print(f"| ExplainedEnv with objects=False (no game objects) + agent | {t_no_objects:.2f} |")
 
     session = LiveSession(LiveConfig(env=env_name, scale=4, fps=0), agent=agent, explainer=exp)
     session.reset()
