@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -166,6 +167,16 @@ def test_annotators_register_lazily_without_a_circular_import():
     subprocess.run([sys.executable, "-c", "import vmask_live.atari_objects"], check=True)
 
 
+def _held_directions(rng: np.random.Generator, n: int) -> Iterator[int]:
+    """``n`` Ms. Pac-Man actions: a random direction (UP..DOWN) held for 4-15 steps, then another."""
+    hold = 0
+    for _ in range(n):
+        if hold <= 0:
+            action, hold = int(rng.integers(1, 5)), int(rng.integers(4, 16))
+        hold -= 1
+        yield action
+
+
 def test_player_box_holds_the_player_pixels():
     """On real steps the brightest maze pixel (Ms. Pac-Man's yellow, grey ~167) is in her box."""
     from vmask_live.envs import make_env
@@ -176,11 +187,7 @@ def test_player_box_holds_the_player_pixels():
     rng = np.random.default_rng(0)
     maze_rows = int(172 * 84 / 210)
     hits = shifted_hits = steps = 0
-    action, hold = 1, 0
-    for _ in range(150):
-        if hold <= 0:
-            action, hold = int(rng.integers(1, 5)), int(rng.integers(4, 16))
-        hold -= 1
+    for action in _held_directions(rng, 150):
         obs, _, term, trunc, _ = env.step(action)
         objects = annotate(env)
         assert objects is not None
@@ -429,11 +436,7 @@ def test_pill_boxes_hold_the_pills_until_eaten():
     rng = np.random.default_rng(1)
     every_cell = {o.id: o.box for o in mspacman_pills(ale.getRAM(), obs_hw=SCREEN)}
     shown = eaten = empty_boxes = 0
-    action, hold = 1, 0
-    for step in range(300):
-        if hold <= 0:
-            action, hold = int(rng.integers(1, 5)), int(rng.integers(4, 16))
-        hold -= 1
+    for step, action in enumerate(_held_directions(rng, 300)):
         _, _, term, trunc, _ = env.step(action)
         if term or trunc:
             break

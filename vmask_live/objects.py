@@ -150,30 +150,35 @@ def screen_to_obs(
     return (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
 
 
-def _box_bounds(box: Sequence[float], hw: Sequence[int], dilate: int) -> tuple[int, int, int, int]:
-    """Pixel rows ``r0:r1`` and columns ``c0:c1`` a box covers (dilated, clipped to the frame; may be empty)."""
+def _bounds(objects: Sequence[GameObject], hw: Sequence[int], dilate: int) -> np.ndarray:
+    """``(N, 4)`` pixel rows ``r0:r1`` and columns ``c0:c1`` each object's box covers: dilated by
+    ``dilate`` (not :data:`ITEM_CATEGORIES`), clipped to the frame, possibly empty."""
     h, w = int(hw[0]), int(hw[1])
-    x0, y0, x1, y1 = box
-    c0, r0 = max(int(np.floor(x0)) - dilate, 0), max(int(np.floor(y0)) - dilate, 0)
-    c1, r1 = min(int(np.ceil(x1)) + dilate, w), min(int(np.ceil(y1)) + dilate, h)
-    return r0, max(r1, r0), c0, max(c1, c0)
+    boxes = np.array([obj.box for obj in objects], dtype=np.float64).reshape(-1, 4)
+    d = np.array([0 if is_item(obj.category) else dilate for obj in objects], dtype=np.int64)
+    c0 = np.clip(np.floor(boxes[:, 0]).astype(np.int64) - d, 0, w)
+    r0 = np.clip(np.floor(boxes[:, 1]).astype(np.int64) - d, 0, h)
+    c1 = np.maximum(np.clip(np.ceil(boxes[:, 2]).astype(np.int64) + d, 0, w), c0)
+    r1 = np.maximum(np.clip(np.ceil(boxes[:, 3]).astype(np.int64) + d, 0, h), r0)
+    return np.stack([r0, r1, c0, c1], 1)
 
 
-def _dilation(obj: GameObject, dilate: int) -> int:
-    return 0 if is_item(obj.category) else dilate
-
-
-def _box_mask(box: Sequence[float], hw: Sequence[int], dilate: int) -> np.ndarray:
-    r0, r1, c0, c1 = _box_bounds(box, hw, dilate)
-    mask = np.zeros((int(hw[0]), int(hw[1])), dtype=bool)
-    mask[r0:r1, c0:c1] = True
-    return mask
+def _checked_maps(maps: np.ndarray) -> np.ndarray:
+    maps = np.asarray(maps, dtype=np.float32)
+    if maps.ndim != 3:
+        raise ConfigError(f"Expected maps of shape (K, H, W), got {maps.shape}")
+    return maps
 
 
 def object_masks(objects: Sequence[GameObject], hw: Sequence[int] = (84, 84), dilate: int = 2) -> dict[str, np.ndarray]:
     """One boolean ``(H, W)`` mask per object (keyed by :attr:`GameObject.name`), boxes dilated by
     ``dilate`` observation pixels (sprites are small and move between the stacked frames)."""
-    return {obj.name: _box_mask(obj.box, hw, _dilation(obj, dilate)) for obj in objects}
+    masks = {}
+    for obj, (r0, r1, c0, c1) in zip(objects, _bounds(objects, hw, dilate), strict=True):
+        mask = np.zeros((int(hw[0]), int(hw[1])), dtype=bool)
+        mask[r0:r1, c0:c1] = True
+        masks[obj.name] = mask
+    return masks
 
 
 def object_mass(maps: np.ndarray, objects: Sequence[GameObject], dilate: int = 2) -> dict[str, np.ndarray]:
@@ -186,9 +191,7 @@ def object_mass(maps: np.ndarray, objects: Sequence[GameObject], dilate: int = 2
 
     Overlapping boxes each count the shared pixels, so the shares of all objects may exceed 1.
     """
-    maps = np.asarray(maps, dtype=np.float32)
-    if maps.ndim != 3:
-        raise ConfigError(f"Expected maps of shape (K, H, W), got {maps.shape}")
+    maps = _checked_maps(maps)
     if not objects:
         return {}
     # one summed-area table, then 4 lookups per box: cheap however many objects (150 pills)
@@ -197,13 +200,7 @@ def object_mass(maps: np.ndarray, objects: Sequence[GameObject], dilate: int = 2
     table[:, 1:, 1:] = torch.from_numpy(maps).double().cumsum(2).cumsum(1).numpy()
     total = table[:, -1, -1]
     total = np.where(total > 0, total, 1.0)
-    boxes = np.array([obj.box for obj in objects], dtype=np.float64).reshape(-1, 4)
-    h, w = maps.shape[1:]
-    d = np.array([_dilation(obj, dilate) for obj in objects], dtype=np.int64)
-    c0 = np.clip(np.floor(boxes[:, 0]).astype(np.int64) - d, 0, w)
-    r0 = np.clip(np.floor(boxes[:, 1]).astype(np.int64) - d, 0, h)
-    c1 = np.maximum(np.clip(np.ceil(boxes[:, 2]).astype(np.int64) + d, 0, w), c0)
-    r1 = np.maximum(np.clip(np.ceil(boxes[:, 3]).astype(np.int64) + d, 0, h), r0)
+    r0, r1, c0, c1 = _bounds(objects, maps.shape[1:], dilate).T
     sums = table[:, r1, c1] - table[:, r0, c1] - table[:, r1, c0] + table[:, r0, c0]  # (K, objects)
     shares = (sums / total[:, None]).astype(np.float32)
     return {obj.name: shares[:, i] for i, obj in enumerate(objects)}
@@ -212,12 +209,9 @@ def object_mass(maps: np.ndarray, objects: Sequence[GameObject], dilate: int = 2
 def union_mass(maps: np.ndarray, objects: Sequence[GameObject], dilate: int = 2) -> np.ndarray:
     """The share of each map's mass inside the union of the objects' boxes: ``(K,)`` float32
     (shared pixels counted once, unlike summing :func:`object_mass`)."""
-    maps = np.asarray(maps, dtype=np.float32)
-    if maps.ndim != 3:
-        raise ConfigError(f"Expected maps of shape (K, H, W), got {maps.shape}")
+    maps = _checked_maps(maps)
     mask = np.zeros(maps.shape[1:], dtype=bool)
-    for obj in objects:
-        r0, r1, c0, c1 = _box_bounds(obj.box, maps.shape[1:], _dilation(obj, dilate))
+    for r0, r1, c0, c1 in _bounds(objects, maps.shape[1:], dilate):
         mask[r0:r1, c0:c1] = True
     total = maps.reshape(maps.shape[0], -1).sum(1)
     return (maps[:, mask].sum(1) / np.where(total > 0, total, 1.0)).astype(np.float32)
