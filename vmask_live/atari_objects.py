@@ -14,6 +14,7 @@ none yet); :func:`vmask_live.objects.annotator_for` imports it on first use.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -148,6 +149,7 @@ MSPACMAN_POWER_PILLS: tuple[RamSprite, ...] = (
 
 _MSPACMAN_PILL_ROWS = 59
 """RAM 59-100: three bytes per maze row of small pills (14 rows, top first), one bit per column."""
+_MSPACMAN_PILL_BYTES = 42
 MSPACMAN_PILL_BITS: tuple[tuple[int, int], ...] = (
     # column c (0-17, left first): (byte of the row's three, bit); the Atari playfield's bit order
     (0, 6), (1, 7), (1, 5), (1, 3), (1, 1), (2, 0), (2, 2), (2, 4), (2, 6),
@@ -221,13 +223,21 @@ def mspacman_pills(ram: np.ndarray, obs_hw: tuple[int, int] = (84, 84)) -> list[
     maze = int(ram[0])
     if maze >= len(MSPACMAN_PILL_MAZES):
         return []
+    pill_bytes = ram[_MSPACMAN_PILL_ROWS : _MSPACMAN_PILL_ROWS + _MSPACMAN_PILL_BYTES].astype(np.uint8).tobytes()
+    return list(_pills(maze, pill_bytes, (int(obs_hw[0]), int(obs_hw[1]))))
+
+
+@functools.lru_cache(maxsize=16)
+def _pills(maze: int, pill_bytes: bytes, obs_hw: tuple[int, int]) -> tuple[GameObject, ...]:
+    """:func:`mspacman_pills` from the pill bytes: pills change only when one is eaten, so most
+    steps reuse the last list (building ~150 objects per step cost 0.1 ms)."""
     byte, bit, ids, boxes = _PILL_CELLS[maze]
-    on = (ram[byte].astype(np.int64) >> bit) & 1 == 1
+    on = (np.frombuffer(pill_bytes, dtype=np.uint8)[byte - _MSPACMAN_PILL_ROWS].astype(np.int64) >> bit) & 1 == 1
     scale = np.array([obs_hw[1] / SCREEN_HW[1], obs_hw[0] / SCREEN_HW[0]] * 2)
-    return [
+    return tuple(
         GameObject("pill", int(i), (float(b[0]), float(b[1]), float(b[2]), float(b[3])))
         for i, b in zip(ids[on], boxes[on] * scale, strict=True)
-    ]
+    )
 
 
 def _mspacman_present(sprite: RamSprite, ram: np.ndarray) -> bool:

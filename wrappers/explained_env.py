@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, SupportsFloat
 
 import gymnasium as gym
@@ -99,10 +103,46 @@ def check_compatible(
     return explainer.obs_format.adapter(space, "explainer"), to_agent
 
 
+_WORKER: ThreadPoolExecutor | None = None
+_WORKER_LOCK = threading.Lock()
+
+CONCURRENT_BACKENDS = ("onnx", "tensorrt")
+"""Explainer backends that run outside torch's CPU thread pool: their call overlaps the agent's."""
+
+
+def _worker() -> ThreadPoolExecutor:
+    """The one background thread that runs explainer calls while the agent acts (made on first use)."""
+    global _WORKER
+    with _WORKER_LOCK:
+        if _WORKER is None:
+            _WORKER = ThreadPoolExecutor(1, thread_name_prefix="vmask-live-explainer")
+        return _WORKER
+
+
+@contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """torch on one CPU thread for the block (the other core runs the explainer meanwhile)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
 class ExplainCore:
     """What every explained env form shares: resolving the explainer and agent, the checks made
     when a wrapper is built (observations, action count, pairing, the ``objects`` flag) and the
-    batched explainer and agent calls on a raw observation batch."""
+    batched explainer and agent calls on a raw observation batch.
+
+    For a single observation, an explainer compiled for ONNX Runtime or TensorRT runs in a
+    background thread while a CPU agent acts on one torch thread: the two calls overlap instead of
+    queueing (on 2 cores a MsPacman step's explainer + agent time falls from ~2.2 to ~1.3 ms;
+    ``benchmarks/bench_latency.py``). The maps and actions are exactly those of the calls made one
+    after the other.
+    """
 
     def __init__(
         self,
@@ -120,14 +160,28 @@ class ExplainCore:
         self.agent: Agent | None = resolve_agent(agent)
         self.to_explainer, self.to_agent = check_compatible(space, action_space, self.explainer, self.agent)
         check_pairing(self.explainer, self.agent, allow_mismatch=allow_mismatch)
+        self.concurrent = (
+            self.agent is not None
+            and getattr(self.explainer, "backend", None) in CONCURRENT_BACKENDS
+            and self.agent.device.type == "cpu"
+        )
+        """Whether single observations overlap the explainer and agent calls (see the class)."""
 
     def __call__(self, obs: np.ndarray) -> dict[str, np.ndarray]:
         obs = np.asarray(obs)
-        out = {"saliency": self.explainer(self.to_explainer(obs))}
-        if self.agent is not None and self.to_agent is not None:
+        if self.agent is None or self.to_agent is None:
+            return {"saliency": self.explainer(self.to_explainer(obs))}
+        if self.concurrent and len(obs) == 1:
+            maps: Future[np.ndarray] = _worker().submit(self.explainer, self.to_explainer(obs))
+            try:
+                with _one_torch_thread():
+                    actions, probs, _ = self.agent.act(self.to_agent(obs))
+            finally:
+                saliency = maps.result()  # waited for even when the agent raised
+        else:
+            saliency = self.explainer(self.to_explainer(obs))
             actions, probs, _ = self.agent.act(self.to_agent(obs))
-            out["saliency_action"], out["action_probs"] = actions, probs
-        return out
+        return {"saliency": saliency, "saliency_action": actions, "action_probs": probs}
 
 
 OBJECT_KEYS = ("objects", "saliency_objects")

@@ -276,3 +276,30 @@ def test_plain_module_as_agent_says_how_to_wrap_it():
     obs = np.full((1, 84, 84), 255, np.uint8)
     expected = net(torch.full((1, 84, 84), 255.0))  # the module receives raw pixel values
     np.testing.assert_allclose(raw_pixels.act(obs)[2], expected.detach().numpy(), rtol=1e-6)
+
+
+def test_onnx_explainer_overlaps_the_agent_and_gives_the_sequential_results(monkeypatch):
+    import torch
+
+    env = _env(agent=tiny_agent(), backend="onnx")
+    assert env._core.concurrent and env.explainer.backend == "onnx"
+    threads = torch.get_num_threads()
+    obs, info = env.reset(seed=0)
+    for _ in range(4):
+        np.testing.assert_array_equal(info["saliency"], env.explainer(obs[None])[0])
+        actions, probs, _ = env.agent.act(obs[None])
+        assert info["saliency_action"] == actions[0]
+        np.testing.assert_allclose(info["action_probs"], probs[0], atol=1e-6)
+        assert torch.get_num_threads() == threads  # the agent's one-thread block is undone
+        obs, _, _, _, info = env.step(info["saliency_action"])
+
+    def broken_act(*args, **kwargs):
+        raise ObservationError("agent failed")
+
+    monkeypatch.setattr(env.agent, "act", broken_act)
+    with pytest.raises(ObservationError, match="agent failed"):
+        env.step(0)
+    assert torch.get_num_threads() == threads
+    monkeypatch.undo()
+    assert env.step(0)[4]["saliency"].shape == (5, 84, 84)  # the worker is free again
+    assert not _env(agent=tiny_agent(), backend="torch")._core.concurrent  # torch shares one thread pool
