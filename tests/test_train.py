@@ -205,3 +205,40 @@ def test_ppo_never_overwrites_a_run_nor_resumes_it_with_other_settings(tmp_path,
     with pytest.raises(_Started):
         train_ppo(PPOConfig(out=str(out), overwrite=True))
     assert not (out / "agent.safetensors").exists() and not list(out.glob("ppo_*.zip"))
+
+
+def test_refinement_head_starts_at_zero_so_a_warm_start_keeps_the_maps():
+    from vmask_live.explainer_nets import build_explainer
+
+    kw = {"in_channels": 4, "n_actions": 9, "input_size": [84, 84], "width": 8}
+    torch.manual_seed(0)
+    plain = build_explainer("deeplab", **kw).eval()
+    refined = build_explainer("deeplab", refine=True, **kw).eval()
+    missing, unexpected = refined.load_state_dict(plain.state_dict(), strict=False)
+    assert missing and all(k.startswith("refine.") for k in missing) and not unexpected
+    x = torch.rand(2, 4, 84, 84)
+    with torch.no_grad():
+        torch.testing.assert_close(refined(x), plain(x), rtol=0, atol=0)
+        refined.refine[-1].bias.fill_(3.0)  # a trained head changes the maps at full resolution
+        assert (refined(x) - plain(x)).abs().min() > 0.01
+
+
+def test_init_warm_starts_a_refined_run_and_refuses_another_network(beacon_agent, beacon_data, finished_run, tmp_path):
+    from vmask_live.explainer import load_explainer
+
+    run, _ = finished_run
+    start = load_explainer(str(run / "explainer.safetensors"), backend="none")
+    cfg = _tiny(beacon_data, tmp_path / "warm", init=str(run / "explainer.safetensors"), refine=True, lr=1e-9)
+    result = train(cfg, agent=beacon_agent[0], progress=False)
+    assert result.explainer.arch_kwargs["refine"] is True
+    warm = result.explainer.net.state_dict()
+    for name, value in start.net.state_dict().items():  # lr 1e-9: the warm start is what was trained
+        if value.is_floating_point() and "running" not in name:
+            torch.testing.assert_close(warm[name], value, atol=1e-5, rtol=0)
+    with pytest.raises(ConfigError, match=r"--init .* cannot start this run: network deeplab .*width.: 4.*width.: 8"):
+        train(
+            _tiny(beacon_data, tmp_path / "wide", init=str(run / "explainer.safetensors"), width=8),
+            agent=beacon_agent[0],
+        )
+    with pytest.raises(ConfigError, match="refine: expected False with arch 'fcn'"):
+        train(_tiny(beacon_data, tmp_path / "fcn", arch="fcn", refine=True), agent=beacon_agent[0])

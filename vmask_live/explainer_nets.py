@@ -68,6 +68,11 @@ class DeepLabExplainer(nn.Module):
         width: channels of the first stage; later stages use 2x and 4x.
         rates: ASPP atrous rates (a rate of 1 is the 1x1 branch).
         input_size: (H, W); the output is upsampled to it (static shape: export-friendly).
+        refine: add a full-resolution refinement head: two 3x3 convs on the input and the
+            upsampled logits predict a correction of the logits at every input pixel, so map edges
+            follow the sprites instead of the stride-2 decoder's 1-2 px halo. Its last conv starts
+            at zero: an explainer warm-started from one without it (``--init``) begins with the
+            same maps.
     """
 
     def __init__(
@@ -77,6 +82,7 @@ class DeepLabExplainer(nn.Module):
         input_size: tuple[int, int],
         width: int = 16,
         rates: tuple[int, ...] = (1, 6, 12, 18),
+        refine: bool = False,
     ) -> None:
         super().__init__()
         w = width
@@ -91,6 +97,12 @@ class DeepLabExplainer(nn.Module):
         low_ch = w // 2 if w >= 16 else w
         self.decoder = _conv_bn(4 * w + low_ch, 2 * w, 3)
         self.head = nn.Conv2d(2 * w, n_actions, 1)
+        self.refine: nn.Module | None = None
+        if refine:
+            last = nn.Conv2d(w, n_actions, 1)
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+            self.refine = nn.Sequential(_conv_bn(in_channels + n_actions, w, 3), _conv_bn(w, w, 3), last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         low = self.stem(x)
@@ -98,6 +110,8 @@ class DeepLabExplainer(nn.Module):
         y = F.interpolate(y, size=low.shape[-2:], mode="bilinear", align_corners=False)
         y = self.decoder(torch.cat([y, self.low(low)], dim=1))
         y = F.interpolate(self.head(y), size=self.input_size, mode="bilinear", align_corners=False)
+        if self.refine is not None:
+            y = y + self.refine(torch.cat([x, y], dim=1))
         return torch.sigmoid(y)
 
 

@@ -194,20 +194,21 @@ def object_mass(maps: np.ndarray, objects: Sequence[GameObject], dilate: int = 2
     maps = _checked_maps(maps)
     if not objects:
         return {}
-    # Gather each box's pixels into one row and difference its running sum at the box ends: a few
-    # numpy calls however many objects (160 with the pills), and no torch op, which would re-form
-    # torch's thread team after ExplainedEnv's one-thread agent call (~1 ms).
+    # Gather the pixels of every box into one row, then one segmented sum: a few numpy calls however
+    # many objects (160 with the pills), and no torch op, which would re-form torch's thread team
+    # after ExplainedEnv's one-thread agent call (~1 ms).
     k, h, w = maps.shape
     r0, r1, c0, c1 = _bounds(objects, (h, w), dilate).T
     bw = c1 - c0
     sizes = (r1 - r0) * bw
-    ends = np.cumsum(sizes)
+    starts = np.cumsum(sizes) - sizes
     box = np.repeat(np.arange(len(objects)), sizes)
-    offset = np.arange(int(ends[-1])) - np.repeat(ends - sizes, sizes)
-    pixels = (r0[box] + offset // np.maximum(bw[box], 1)) * w + c0[box] + offset % np.maximum(bw[box], 1)
-    running = np.zeros((k, len(pixels) + 1), dtype=np.float64)
-    np.cumsum(maps.reshape(k, -1)[:, pixels], axis=1, dtype=np.float64, out=running[:, 1:])
-    sums = running[:, ends] - running[:, ends - sizes]  # (K, objects)
+    offset = np.arange(int(sizes.sum())) - starts[box]
+    pixels = (r0[box] + offset // bw[box]) * w + c0[box] + offset % bw[box]
+    sums = np.zeros((k, len(objects)), dtype=np.float64)
+    filled = sizes > 0
+    if filled.any():
+        sums[:, filled] = np.add.reduceat(maps.reshape(k, -1)[:, pixels], starts[filled], axis=1, dtype=np.float64)
     total = maps.sum(axis=(1, 2), dtype=np.float64)
     shares = np.ascontiguousarray((sums / np.where(total > 0, total, 1.0)[:, None]).T, dtype=np.float32)
     return dict(zip((obj.name for obj in objects), shares, strict=True))

@@ -163,6 +163,12 @@ class TrainConfig:
     """Explainer network: deeplab | fcn."""
     width: int = 16
     """Channel width of the explainer network (>= 1)."""
+    refine: bool = False
+    """deeplab only: add the full-resolution refinement head (sharper map edges; see
+    :class:`~vmask_live.explainer_nets.DeepLabExplainer`)."""
+    init: str = ""
+    """An explainer checkpoint whose weights start the network (same arch, width, observations and
+    actions; a refinement head it lacks starts at zero, so training begins from its maps)."""
     reference: str = "background"
     """Overlay reference: background | black | mean | blur."""
     loss: LossConfig = field(default_factory=LossConfig)
@@ -228,6 +234,11 @@ class TrainConfig:
         c = SettingChecks("train")
         c.choice("arch", self.arch, tuple(sorted(ARCHITECTURES)))
         c.integer("width", self.width, 1)
+        c.flag("refine", self.refine)
+        if self.refine and self.arch != "deeplab":
+            c.add("refine", "False with arch 'fcn' (the refinement head is deeplab's)", self.refine)
+        if not isinstance(self.init, str):
+            c.add("init", "a checkpoint path or ''", self.init)
         c.choice("reference", self.reference, REFERENCE_KINDS)
         if isinstance(self.loss, LossConfig):
             loss = self.loss
@@ -657,8 +668,18 @@ def _build_explainer(cfg: TrainConfig, ds: Dataset, device: torch.device) -> tup
     background, mean = ds.statistics()
     c, h, w = ds.obs_format.chw
     reference = Reference.from_data(cfg.reference, background, mean, height=h)
-    arch_kwargs = {"in_channels": c, "n_actions": ds.n_actions, "input_size": [h, w], "width": cfg.width}
-    net = build_explainer(cfg.arch, **arch_kwargs).to(device)
+    arch_kwargs: dict[str, Any] = {
+        "in_channels": c,
+        "n_actions": ds.n_actions,
+        "input_size": [h, w],
+        "width": cfg.width,
+    }
+    if cfg.refine:
+        arch_kwargs["refine"] = True
+    net = build_explainer(cfg.arch, **arch_kwargs)
+    if cfg.init:
+        _warm_start(net, cfg, arch_kwargs, ds)
+    net = net.to(device)
     exp = Explainer(
         net,
         cfg.arch,
@@ -669,6 +690,35 @@ def _build_explainer(cfg: TrainConfig, ds: Dataset, device: torch.device) -> tup
         {"train_config": json.loads(json.dumps(asdict(cfg))), "env": ds.env, "agent_hash": ds.manifest["agent_hash"]},
     )
     return exp, reference
+
+
+def _warm_start(net: torch.nn.Module, cfg: TrainConfig, arch_kwargs: dict[str, Any], ds: Dataset) -> None:
+    """Load ``cfg.init``'s weights into ``net``: the same network but for a refinement head, which
+    keeps its zero start (only in a new run; a resumed one loads its own saved weights).
+
+    Raises:
+        ConfigError: the checkpoint is another architecture, width, observation format or action count.
+    """
+    from vmask_live.explainer import load_explainer
+
+    init = load_explainer(cfg.init, backend="none")
+    theirs = {k: v for k, v in init.arch_kwargs.items() if k != "refine"}
+    ours = {k: v for k, v in arch_kwargs.items() if k != "refine"}
+    problems = []
+    if init.arch != cfg.arch or theirs != ours:
+        problems.append(f"network {init.arch} {theirs}, this run builds {cfg.arch} {ours}")
+    if init.obs_format != ds.obs_format:
+        problems.append(f"observations {init.obs_format.describe()}, the dataset has {ds.obs_format.describe()}")
+    if problems:
+        raise ConfigError(
+            f"--init {cfg.init!r} cannot start this run: " + "; ".join(problems) + "; pass the matching --arch/--width "
+            "or leave out --init"
+        )
+    state = init.net.state_dict()
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    bad = [k for k in missing if not k.startswith("refine.")] + list(unexpected)
+    if bad:
+        raise ConfigError(f"--init {cfg.init!r}: its weights do not fit this network ({', '.join(bad[:4])} ...)")
 
 
 def _progress_bar(enabled: bool) -> Progress:
