@@ -101,7 +101,7 @@ class DeepLabExplainer(nn.Module):
         if refine:
             last = nn.Conv2d(w, n_actions, 1)
             nn.init.zeros_(last.weight)
-            nn.init.zeros_(last.bias)
+            nn.init.zeros_(last.bias)  # type: ignore[arg-type]  # a Conv2d made with bias=True has one
             self.refine = nn.Sequential(_conv_bn(in_channels + n_actions, w, 3), _conv_bn(w, w, 3), last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
