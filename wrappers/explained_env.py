@@ -141,7 +141,8 @@ class ExplainCore:
     background thread while a CPU agent acts on one torch thread: the two calls overlap instead of
     queueing (on 2 cores a MsPacman step's explainer + agent time falls from ~2.2 to ~1.3 ms;
     ``benchmarks/bench_latency.py``). The maps and actions are exactly those of the calls made one
-    after the other.
+    after the other. torch's thread count is process-wide: torch work that other threads of the
+    program run during the agent's call also gets one thread (it is restored right after).
     """
 
     def __init__(
