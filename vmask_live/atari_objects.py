@@ -199,9 +199,10 @@ _PILL_W, _PILL_H, _PILL_Y0, _PILL_DY = 4, 2, 7, 12
 
 
 def _pill_cells(maze: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """RAM byte, bit, id and screen box ``(x0, y0, x1, y1)`` of every pill cell of ``maze``."""
+    """Byte (counted from RAM 59), bit, id and screen box ``(x0, y0, x1, y1)`` of every pill cell of
+    ``maze``."""
     rows = [
-        (_MSPACMAN_PILL_ROWS + 3 * r + offset, bit, 18 * r + c, MSPACMAN_PILL_COLUMNS[c], _PILL_Y0 + _PILL_DY * r)
+        (3 * r + offset, bit, 18 * r + c, MSPACMAN_PILL_COLUMNS[c], _PILL_Y0 + _PILL_DY * r)
         for r, cells in enumerate(MSPACMAN_PILL_MAZES[maze])
         for c, (offset, bit) in enumerate(MSPACMAN_PILL_BITS)
         if cells[c] == "1"
@@ -232,7 +233,7 @@ def _pills(maze: int, pill_bytes: bytes, obs_hw: tuple[int, int]) -> tuple[GameO
     """:func:`mspacman_pills` from the pill bytes: pills change only when one is eaten, so most
     steps reuse the last list (building ~150 objects per step cost 0.1 ms)."""
     byte, bit, ids, boxes = _PILL_CELLS[maze]
-    on = (np.frombuffer(pill_bytes, dtype=np.uint8)[byte - _MSPACMAN_PILL_ROWS].astype(np.int64) >> bit) & 1 == 1
+    on = (np.frombuffer(pill_bytes, dtype=np.uint8)[byte].astype(np.int64) >> bit) & 1 == 1
     scale = np.array([obs_hw[1] / SCREEN_HW[1], obs_hw[0] / SCREEN_HW[0]] * 2)
     return tuple(
         GameObject("pill", int(i), (float(b[0]), float(b[1]), float(b[2]), float(b[3])))

@@ -594,7 +594,7 @@ def _prepare_run(cfg: TrainConfig, agent: Any, dist: _Dist | None = None) -> _Ru
     ds, agent = _load_data_and_agent(cfg, agent, device)
     _check_sampled_actions(cfg, ds)
     train_idx, val_idx, steps_per_epoch = _splits(cfg, ds)
-    exp, reference = _build_explainer(cfg, ds, device)
+    exp, reference = _build_explainer(cfg, ds, device, warm_start=saved_state is None)
     if cfg.channels_last:
         exp.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         agent.to(memory_format=torch.channels_last)
@@ -663,8 +663,12 @@ def _splits(cfg: TrainConfig, ds: Dataset) -> tuple[np.ndarray, np.ndarray, int]
     return train_idx, val_idx, steps_per_epoch
 
 
-def _build_explainer(cfg: TrainConfig, ds: Dataset, device: torch.device) -> tuple[Explainer, Reference]:
-    """A fresh explainer for the dataset's observations and actions, with its overlay reference."""
+def _build_explainer(
+    cfg: TrainConfig, ds: Dataset, device: torch.device, warm_start: bool = True
+) -> tuple[Explainer, Reference]:
+    """A fresh explainer for the dataset's observations and actions, with its overlay reference;
+    started from ``cfg.init`` when given and ``warm_start`` (a new run: a resumed one loads its
+    own saved weights instead)."""
     background, mean = ds.statistics()
     c, h, w = ds.obs_format.chw
     reference = Reference.from_data(cfg.reference, background, mean, height=h)
@@ -677,7 +681,7 @@ def _build_explainer(cfg: TrainConfig, ds: Dataset, device: torch.device) -> tup
     if cfg.refine:
         arch_kwargs["refine"] = True
     net = build_explainer(cfg.arch, **arch_kwargs)
-    if cfg.init:
+    if cfg.init and warm_start:
         _warm_start(net, cfg, arch_kwargs, ds)
     net = net.to(device)
     exp = Explainer(
@@ -694,7 +698,7 @@ def _build_explainer(cfg: TrainConfig, ds: Dataset, device: torch.device) -> tup
 
 def _warm_start(net: torch.nn.Module, cfg: TrainConfig, arch_kwargs: dict[str, Any], ds: Dataset) -> None:
     """Load ``cfg.init``'s weights into ``net``: the same network but for a refinement head, which
-    keeps its zero start (only in a new run; a resumed one loads its own saved weights).
+    keeps its zero start.
 
     Raises:
         ConfigError: the checkpoint is another architecture, width, observation format or action count.
