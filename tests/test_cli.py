@@ -113,9 +113,33 @@ def test_errors_are_one_line_messages(tmp_path):
 
 def test_train_agent_bc_cli_writes_an_agent_and_never_overwrites_one(tmp_path):
     path = tmp_path / "a.safetensors"
-    run("train-agent", "--env", "Beacon", "--algo", "bc", "--steps", "500", "--epochs", "2", "--out", str(path))
+    # 500 states and 2 epochs cannot clone the expert perfectly: both attempts miss the bar, and the
+    # better one is saved with a warning instead of passing for a trained agent
+    proc = run(
+        "train-agent",
+        "--env",
+        "Beacon",
+        "--algo",
+        "bc",
+        "--steps",
+        "500",
+        "--epochs",
+        "2",
+        "--min-agreement",
+        "1.0",
+        "--restarts",
+        "1",
+        "--out",
+        str(path),
+    )
+    out = " ".join((proc.stdout + proc.stderr).split())  # rich wraps long lines
+    assert "warning" in out and "has not learned the task" in out and "after 2 attempts" in out
     meta = json.loads(run("info", str(path)).stdout)
     assert meta["format"] == "agent" and meta["arch"] == "keypoint_cnn" and meta["n_actions"] == 5
+    metrics = meta["info"]["metrics"]
+    assert [a["seed"] for a in metrics["attempts"]] == [0, 1000] and not metrics["reached_min_agreement"]
+    assert metrics["heldout_agreement"] == max(a["heldout_agreement"] for a in metrics["attempts"])
+    assert meta["arch_kwargs"]["keypoints"] == 32
     again = run("train-agent", "--env", "Beacon", "--algo", "bc", "--steps", "500", "--out", str(path), check=False)
     assert again.returncode == 2 and "already exists" in again.stderr
 

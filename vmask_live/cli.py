@@ -190,6 +190,13 @@ def train_agent(
         path, metrics = run_train_agent(cfg, export_checkpoint=export_checkpoint, trust_pickle=TRUST_AGENT_FILES["on"])
     if isinstance(cfg, BCConfig):
         console.print(f"agent saved to {path}: {metrics}")
+        if not metrics["reached_min_agreement"]:
+            console.print(
+                f"[bold red]warning:[/] the agent agrees with the expert on {metrics['heldout_agreement']:.1%} of "
+                f"held-out states, below --min-agreement {cfg.min_agreement:.0%} after {len(metrics['attempts'])} "
+                "attempts: it has not learned the task, and maps that explain it explain its mistakes. "
+                "Retrain with another --seed, more --restarts or more --keypoints."
+            )
     else:
         console.print(f"agent saved to {path}; evaluation: {metrics}")
 

@@ -294,6 +294,13 @@ class BCConfig:
     """Adam learning rate (the last quarter of training at a fifth of it)."""
     width: int = 8
     """Channel width of the agent's CNN."""
+    keypoints: int = 32
+    """Spatial-softmax keypoints of the agent's CNN. With 8 (the default before 2026-11-30) some seeds
+    and thread counts locked every keypoint onto one object and cloned only 84% of the expert."""
+    min_agreement: float = 0.95
+    """Held-out agreement with the expert below which a training attempt counts as failed."""
+    restarts: int = 2
+    """Fresh attempts (new weights and shuffling, same states) after a failed one; the best is kept."""
     noise: float = 0.3
     """Probability of a random action while rolling out, so states off the expert's path are seen."""
     seed: int = 0
@@ -323,6 +330,9 @@ class BCConfig:
             c.add("batch_size", f"at most samples ({self.samples})", self.batch_size)
         c.number("lr", self.lr, low=0, low_open=True)
         c.integer("width", self.width, 1)
+        c.integer("keypoints", self.keypoints, 1)
+        c.number("min_agreement", self.min_agreement, low=0, high=1)
+        c.integer("restarts", self.restarts, 0)
         c.number("noise", self.noise, low=0, high=1)
         c.integer("seed", self.seed, 0)
         c.flag("overwrite", self.overwrite)
@@ -357,10 +367,36 @@ def rollout_expert(env_name: str, n: int, noise: float, seed: int):
     return np.concatenate(xs)[:n], np.concatenate(ys)[:n]
 
 
-def train_bc(cfg: BCConfig, progress: bool = True):
-    """Clone the expert into a :class:`~vmask_live.agents.KeypointCNN`; returns (agent, metrics)."""
+def _fit_bc(agent, xt, yt, cfg: BCConfig, seed: int, progress: bool, description: str) -> None:
+    """One behaviour-cloning run: Adam at ``cfg.lr``, the last quarter at a fifth of it."""
     import torch
     from rich.progress import track
+
+    opt = torch.optim.Adam(agent.parameters(), lr=cfg.lr)
+    steps = len(xt) // cfg.batch_size
+    # Constant rate, then the last quarter annealed: OneCycle's long warm-up under-trained this net.
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0 if i < 0.75 * cfg.epochs * steps else 0.2)
+    gen = torch.Generator().manual_seed(seed)
+    agent.train()
+    for _ in track(range(cfg.epochs), description=description, disable=not progress):
+        perm = torch.randperm(len(xt), generator=gen)
+        for i in range(steps):
+            b = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+            loss = torch.nn.functional.cross_entropy(agent(xt[b]), yt[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    agent.freeze()
+
+
+def train_bc(cfg: BCConfig, progress: bool = True):
+    """Clone the expert into a :class:`~vmask_live.agents.KeypointCNN`; returns (agent, metrics).
+
+    An attempt whose held-out agreement stays below ``cfg.min_agreement`` is retried from fresh
+    weights (``cfg.restarts`` times at most); the best attempt is saved, and ``metrics`` says
+    whether it reached the bar (the CLI prints a warning with the fix when it did not)."""
+    import torch
 
     from vmask_live.agents import KeypointCNN, TorchAgent, save_agent
     from vmask_live.envs import action_names, make_env
@@ -380,7 +416,6 @@ def train_bc(cfg: BCConfig, progress: bool = True):
             "or --overwrite (overwrite=True) to replace it."
         )
     ensure_writable_folder(out.parent)
-    torch.manual_seed(cfg.seed)
     start = time.time()
     samples = int(cfg.samples or BC_DEFAULT_SAMPLES)
     x, y = rollout_expert(cfg.env, samples, cfg.noise, cfg.seed)
@@ -390,31 +425,39 @@ def train_bc(cfg: BCConfig, progress: bool = True):
     names = action_names(probe)
     probe.close()
     c, h, w = fmt.chw
-    kwargs: dict[str, Any] = {"in_channels": c, "n_actions": len(names), "input_size": [h, w], "width": cfg.width}
-    agent = TorchAgent(KeypointCNN(**kwargs), fmt, len(names), 1.0, names)
-    opt = torch.optim.Adam(agent.parameters(), lr=cfg.lr)
+    kwargs: dict[str, Any] = {
+        "in_channels": c,
+        "n_actions": len(names),
+        "input_size": [h, w],
+        "width": cfg.width,
+        "keypoints": cfg.keypoints,
+    }
     xt, yt = fmt.to_model(x), torch.as_tensor(y)
-    steps = len(x) // cfg.batch_size
-    # Constant rate, then the last quarter annealed: OneCycle's long warm-up under-trained this net.
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0 if i < 0.75 * cfg.epochs * steps else 0.2)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    agent.train()
-    for _ in track(range(cfg.epochs), description="behaviour cloning", disable=not progress):
-        perm = torch.randperm(len(x), generator=gen)
-        for i in range(steps):
-            b = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            loss = torch.nn.functional.cross_entropy(agent(xt[b]), yt[b])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-    agent.freeze()
+    xht = fmt.to_model(xh)
+    best: tuple[float, Any, int] | None = None
+    attempts: list[dict[str, float | int]] = []
+    for attempt in range(cfg.restarts + 1):
+        seed = cfg.seed + 1000 * attempt
+        torch.manual_seed(seed)
+        agent = TorchAgent(KeypointCNN(**kwargs), fmt, len(names), 1.0, names)
+        _fit_bc(agent, xt, yt, cfg, seed, progress, f"behaviour cloning (attempt {attempt + 1})")
+        with torch.inference_mode():
+            held = float((agent(xht).argmax(1).numpy() == yh).mean())
+        attempts.append({"seed": seed, "heldout_agreement": held})
+        if best is None or held > best[0]:
+            best = (held, agent, seed)
+        if held >= cfg.min_agreement:
+            break
+    assert best is not None
+    held, agent, seed = best
     with torch.inference_mode():
-        held = float((agent(fmt.to_model(xh)).argmax(1).numpy() == yh).mean())
         tr = float((agent(xt[:2000]).argmax(1) == yt[:2000]).float().mean())
     metrics = {
         "heldout_agreement": held,
         "train_agreement": tr,
+        "weights_seed": seed,
+        "attempts": attempts,
+        "reached_min_agreement": held >= cfg.min_agreement,
         "samples": cfg.samples,
         "seconds": round(time.time() - start, 1),
     }
