@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=1200, help="training steps of batch 16 (the suite: 1200)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--keypoints", type=int, default=8, help="the agent's keypoints (the suite: 8)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -39,7 +40,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        train_bc(BCConfig(out=str(root / "agent.safetensors"), seed=args.seed), progress=False)
+        train_bc(
+            BCConfig(out=str(root / "agent.safetensors"), seed=args.seed, keypoints=args.keypoints), progress=False
+        )
         agent = load_agent(root / "agent.safetensors")
         ds = collect(
             CollectConfig(env="Beacon", out=str(root / "data"), steps=6000, shard_size=2000, seed=args.seed),

@@ -139,7 +139,7 @@ def test_train_agent_bc_cli_writes_an_agent_and_never_overwrites_one(tmp_path):
     metrics = meta["info"]["metrics"]
     assert [a["seed"] for a in metrics["attempts"]] == [0, 1000] and not metrics["reached_min_agreement"]
     assert metrics["heldout_agreement"] == max(a["heldout_agreement"] for a in metrics["attempts"])
-    assert meta["arch_kwargs"]["keypoints"] == 32
+    assert meta["arch_kwargs"]["keypoints"] == 8
     again = run("train-agent", "--env", "Beacon", "--algo", "bc", "--steps", "500", "--out", str(path), check=False)
     assert again.returncode == 2 and "already exists" in again.stderr
 

@@ -181,3 +181,4 @@ def test_distill_init_starts_from_another_runs_student(tmp_path):
     other = save_agent(tmp_path / "beacon.safetensors", tiny_agent(), "small_cnn", {"in_channels": 1, "n_actions": 5})
     with pytest.raises(ConfigError, match="Expected a NatureCNN agent"):
         run_distill(_cfg(tmp_path / "c", rounds=1, init=str(other)), progress=False)
+    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())  # no config.json left behind

@@ -93,12 +93,13 @@ def one_and_two(beacon_agent, beacon_data, tmp_path_factory):
     """
     root = tmp_path_factory.mktemp("ddp")
     single = train(_config(beacon_data, root / "one", agent=str(beacon_agent[2])), progress=False)
-    _torchrun(beacon_agent, beacon_data, root / "two")
-    return root, single
+    proc = _torchrun(beacon_agent, beacon_data, root / "two")
+    return root, single, proc
 
 
 def test_two_processes_match_one_within_the_stated_tolerance(one_and_two):
-    root, single = one_and_two
+    root, single, proc = one_and_two
+    assert (proc.stdout + proc.stderr).count("best explainer:") == 1  # rank 0 reports, not every rank
     log = _log(root / "two")
     assert [row["epoch"] for row in log] == [1, 2]  # rank 0 alone writes the log: one row per epoch
     assert [row["steps"] for row in log] == [3, 3]
@@ -111,7 +112,7 @@ def test_two_processes_match_one_within_the_stated_tolerance(one_and_two):
 
 
 def test_a_torchrun_checkpoint_resumes_in_one_process(beacon_agent, beacon_data, one_and_two, tmp_path):
-    root, _ = one_and_two
+    root, _, _ = one_and_two
     out = shutil.copytree(root / "two", tmp_path / "run")
     res = train(_config(beacon_data, out, epochs=3, resume=True), agent=beacon_agent[0], progress=False)
     assert [h["epoch"] for h in res.history] == [1, 2, 3]
@@ -119,7 +120,7 @@ def test_a_torchrun_checkpoint_resumes_in_one_process(beacon_agent, beacon_data,
 
 
 def test_torchrun_resumes_a_one_process_run(beacon_agent, beacon_data, one_and_two, tmp_path):
-    root, single = one_and_two
+    root, single, _ = one_and_two
     out = shutil.copytree(root / "one", tmp_path / "run")
     _torchrun(beacon_agent, beacon_data, out, "--resume", epochs=3)
     log = _log(out)
@@ -139,7 +140,7 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused(monkeypatch, 
 
 
 def test_resume_of_a_torchrun_run_keeps_its_settings(beacon_agent, beacon_data, one_and_two, tmp_path):
-    root, _ = one_and_two
+    root, _, _ = one_and_two
     out = shutil.copytree(root / "two", tmp_path / "run")
     with pytest.raises(ConfigError, match=r"batch_size: run 16, now 32"):
         train(replace(_config(beacon_data, out, epochs=3, resume=True), batch_size=32), agent=beacon_agent[0])

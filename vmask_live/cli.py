@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
@@ -224,7 +225,8 @@ def train(cfg: TrainConfig) -> None:
 
     with _job():
         res = run(cfg)
-    console.print(f"best explainer: {res.path} ({res.seconds:.0f} s, {res.samples_per_s:.0f} samples/s)")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun every rank returns; one line is enough
+        console.print(f"best explainer: {res.path} ({res.seconds:.0f} s, {res.samples_per_s:.0f} samples/s)")
 
 
 @_config_command("evaluate", ConfigOptions(EvaluateConfig))

@@ -326,22 +326,22 @@ def run_distill(cfg: DistillConfig, progress: bool = True) -> tuple[Path, dict]:
     n_actions = len(names)
     resuming = _check_folder(cfg, out)
     ensure_writable_folder(out)
-    if not resuming:
-        for stale in [*out.glob("data/*.npz"), out / "student.safetensors", out / "agent.safetensors"]:
-            stale.unlink(missing_ok=True)
-        for stale in (out / "state.json", out / "train_log.jsonl"):
-            stale.unlink(missing_ok=True)
-    atomic_write_text(out / "config.json", json.dumps(asdict(cfg), indent=2))
-
     torch.manual_seed(cfg.seed)
     c, h, w = fmt.chw
     arch_kwargs: dict[str, Any] = {"in_channels": c, "n_actions": n_actions, "input_size": [h, w]}
     student = NatureCNN(**arch_kwargs)
-    state = json.loads((out / "state.json").read_text()) if (out / "state.json").exists() else {"rounds_done": 0}
+    state_path = out / "state.json"
+    state = json.loads(state_path.read_text()) if resuming and state_path.exists() else {"rounds_done": 0}
     if state["rounds_done"] > 0:
         _load_student(student, out / "student.safetensors", arch_kwargs, names)
-    elif cfg.init:
+    elif cfg.init:  # checked before anything in the run folder is deleted or written
         _load_student(student, Path(cfg.init), arch_kwargs, names)
+    if not resuming:
+        for stale in [*out.glob("data/*.npz"), out / "student.safetensors", out / "agent.safetensors"]:
+            stale.unlink(missing_ok=True)
+        for stale in (state_path, out / "train_log.jsonl"):
+            stale.unlink(missing_ok=True)
+    atomic_write_text(out / "config.json", json.dumps(asdict(cfg), indent=2))
     gen = torch.Generator().manual_seed(cfg.seed + state["rounds_done"])
     data: list[dict] = []
     for round_ in range(state["rounds_done"]):  # the round in progress is read when it ends

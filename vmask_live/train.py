@@ -438,6 +438,8 @@ def train(cfg: TrainConfig, agent=None, progress: bool = True) -> TrainResult:
         best.to(run.device)
     finally:
         dist.close()
+        if cfg.channels_last and agent is not None:
+            agent.to(memory_format=torch.contiguous_format)  # the caller's agent leaves as it came
     return TrainResult(best, run.best_path, run.state["history"], seconds, run.state["samples"] / max(seconds, 1e-9))
 
 
