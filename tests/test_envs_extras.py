@@ -186,29 +186,33 @@ def _played_states(env_name: str, agent, n: int, seed: int) -> np.ndarray:
     return np.stack(states)
 
 
-def test_bundled_vizdoom_pair_keeps_the_agents_action():
-    """The bundled VizDoom agent and explainer belong together, and the maps keep the agent's action.
+# (env, module of its extra, least accuracy, least insertion gain over a uniform map), with margins
+# below what was measured on 64 states the agent plays, seed 0 / seed 1:
+# VizDoom: accuracy 100 / 100, insertion (AUC of p(a)) 36.7 / 37.0 against the uniform map's
+#   34.9 / 35.1 (the agent's mean p(a) is 0.37 over 3 actions, which caps insertion);
+# Highway: accuracy 98.4 / 95.3, insertion 41.5 / 42.5 against 27.8 / 28.9 (p(a) 0.34 over 5).
+BUNDLED_EXTRA_PAIRS = [("VizDoom", "vizdoom", 97.0, 1.0), ("Highway", "highway_env", 90.0, 8.0)]
 
-    Measured on 64 states the agent plays (seed 0 / seed 1): accuracy 100 / 100 and insertion
-    (AUC of p(a)) 36.7 / 37.0, against a uniform map's 89.1 / 95.3 and 34.9 / 35.1 (the agent's
-    mean p(a) is 0.37 over 3 actions, which caps insertion). The test asks accuracy >= 97 and
-    insertion at least 1 point above the uniform map's.
-    """
-    pytest.importorskip("vizdoom")
+
+@pytest.mark.parametrize(("name", "module", "min_accuracy", "min_gain"), BUNDLED_EXTRA_PAIRS)
+def test_bundled_pair_keeps_the_agents_action(name, module, min_accuracy, min_gain):
+    """The bundled agent and explainer belong together, and the maps keep the agent's action
+    better than a uniform map does."""
+    pytest.importorskip(module)
     import torch
 
     from vmask_live.explainer import Explainer
     from vmask_live.metrics import evaluate_maps
 
-    agent = vm.load_agent("default:VizDoom")
-    explainer = Explainer.load("default:VizDoom")
-    vm.ExplainedEnv(vm.make_env("VizDoom"), explainer, agent=agent, backend="torch").close()  # pairing holds
-    x = agent.obs_format.to_model(_played_states("VizDoom", agent, 64, seed=0))
+    agent = vm.load_agent(f"default:{name}")
+    explainer = Explainer.load(f"default:{name}")
+    vm.ExplainedEnv(vm.make_env(name), explainer, agent=agent, backend="torch").close()  # pairing holds
+    x = agent.obs_format.to_model(_played_states(name, agent, 64, seed=0))
     with torch.inference_mode():
         actions = agent(x).argmax(1)
     ours = evaluate_maps(agent, x, actions, explainer.attribute, explainer.reference, n_steps=20, with_lle=False)
     flat = evaluate_maps(
         agent, x, actions, torch.full((len(x), *x.shape[2:]), 0.5), explainer.reference, n_steps=20, with_lle=False
     )
-    assert ours["accuracy"] >= 97, ours
-    assert ours["insertion"] >= flat["insertion"] + 1.0, (ours, flat)
+    assert ours["accuracy"] >= min_accuracy, ours
+    assert ours["insertion"] >= flat["insertion"] + min_gain, (ours, flat)
