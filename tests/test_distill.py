@@ -182,3 +182,8 @@ def test_distill_init_starts_from_another_runs_student(tmp_path):
     with pytest.raises(ConfigError, match="Expected a NatureCNN agent"):
         run_distill(_cfg(tmp_path / "c", rounds=1, init=str(other)), progress=False)
     assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())  # no config.json left behind
+    # nor does it touch a finished run that --overwrite would replace
+    before = {f: f.read_bytes() for f in (tmp_path / "a").rglob("*") if f.is_file()}
+    with pytest.raises(ConfigError, match="Expected a NatureCNN agent"):
+        run_distill(_cfg(tmp_path / "a", rounds=1, init=str(other), overwrite=True), progress=False)
+    assert {f: f.read_bytes() for f in (tmp_path / "a").rglob("*") if f.is_file()} == before

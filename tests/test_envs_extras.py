@@ -188,9 +188,10 @@ def _played_states(env_name: str, agent, n: int, seed: int) -> np.ndarray:
 
 # (env, module of its extra, least accuracy, least insertion gain over a uniform map), with margins
 # below what was measured on 64 states the agent plays, seed 0 / seed 1:
-# VizDoom: accuracy 100 / 100, insertion (AUC of p(a)) 36.7 / 37.0 against the uniform map's
-#   34.9 / 35.1 (the agent's mean p(a) is 0.37 over 3 actions, which caps insertion);
-# Highway: accuracy 98.4 / 95.3, insertion 41.5 / 42.5 against 27.8 / 28.9 (p(a) 0.34 over 5).
+# VizDoom: accuracy 100 / 100 against the uniform map's 89.1 / 95.3, insertion (AUC of p(a))
+#   36.7 / 37.0 against 34.9 / 35.1 (the agent's mean p(a) is 0.37 over 3 actions, which caps insertion);
+# Highway: accuracy 98.4 / 95.3 against 81.2 / 75.0, insertion 41.5 / 42.5 against 27.8 / 28.9
+#   (p(a) 0.34 over 5). Accuracy must also reach the uniform map's.
 BUNDLED_EXTRA_PAIRS = [("VizDoom", "vizdoom", 97.0, 1.0), ("Highway", "highway_env", 90.0, 8.0)]
 
 
@@ -214,5 +215,5 @@ def test_bundled_pair_keeps_the_agents_action(name, module, min_accuracy, min_ga
     flat = evaluate_maps(
         agent, x, actions, torch.full((len(x), *x.shape[2:]), 0.5), explainer.reference, n_steps=20, with_lle=False
     )
-    assert ours["accuracy"] >= min_accuracy, ours
+    assert ours["accuracy"] >= max(min_accuracy, flat["accuracy"]), (ours, flat)
     assert ours["insertion"] >= flat["insertion"] + min_gain, (ours, flat)

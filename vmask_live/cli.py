@@ -192,12 +192,15 @@ def train_agent(
     if isinstance(cfg, BCConfig):
         console.print(f"agent saved to {path}: {metrics}")
         if not metrics["reached_min_agreement"]:
+            n = len(metrics["attempts"])
             console.print(
-                f"[bold red]warning:[/] the agent agrees with the expert on {metrics['heldout_agreement']:.1%} of "
-                f"held-out states, below --min-agreement {cfg.min_agreement:.0%} after {len(metrics['attempts'])} "
-                "attempts: it has not learned the task, and maps that explain it explain its mistakes. "
-                "Retrain with another --seed, more --restarts or more --keypoints."
+                f"[bold red]error:[/] the agent agrees with the expert on {metrics['heldout_agreement']:.1%} of "
+                f"held-out states, below --min-agreement {cfg.min_agreement:.1%}, after {n} attempt{'s' * (n > 1)}: "
+                "it has not learned the task, and maps that explain it would explain its mistakes. It is saved "
+                "for inspection only. Retrain with another --seed or more --restarts (or a lower --min-agreement "
+                "if this agreement is what you want)."
             )
+            raise typer.Exit(1)
     else:
         console.print(f"agent saved to {path}; evaluation: {metrics}")
 
@@ -225,7 +228,7 @@ def train(cfg: TrainConfig) -> None:
 
     with _job():
         res = run(cfg)
-    if os.environ.get("RANK", "0") == "0":  # under torchrun every rank returns; one line is enough
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or os.environ.get("RANK", "0") == "0":  # one line per torchrun job
         console.print(f"best explainer: {res.path} ({res.seconds:.0f} s, {res.samples_per_s:.0f} samples/s)")
 
 

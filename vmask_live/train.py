@@ -437,9 +437,11 @@ def train(cfg: TrainConfig, agent=None, progress: bool = True) -> TrainResult:
         best = Explainer.load(run.best_path)
         best.to(run.device)
     finally:
-        dist.close()
-        if cfg.channels_last and agent is not None:
-            agent.to(memory_format=torch.contiguous_format)  # the caller's agent leaves as it came
+        try:
+            dist.close()
+        finally:
+            if cfg.channels_last and agent is not None:
+                agent.to(memory_format=torch.contiguous_format)  # the caller's agent goes back to the default layout
     return TrainResult(best, run.best_path, run.state["history"], seconds, run.state["samples"] / max(seconds, 1e-9))
 
 

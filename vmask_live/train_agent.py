@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -302,7 +303,9 @@ class BCConfig:
     min_agreement: float = 0.95
     """Held-out agreement with the expert below which a training attempt counts as failed."""
     restarts: int = 2
-    """Fresh attempts (new weights and shuffling, same states) after a failed one; the best is kept."""
+    """Fresh attempts (new weights and shuffling, same states) after a failed one; the best is kept.
+    The held-out states both choose the best attempt and score it, so its agreement is a validation
+    figure, slightly optimistic when a restart happened."""
     noise: float = 0.3
     """Probability of a random action while rolling out, so states off the expert's path are seen."""
     seed: int = 0
@@ -470,6 +473,13 @@ def train_bc(cfg: BCConfig, progress: bool = True):
         kwargs,
         {"trained_by": "vmask-live train-agent --algo bc", "config": asdict(cfg), "metrics": metrics, "env": cfg.env},
     )
+    if not metrics["reached_min_agreement"]:
+        warnings.warn(
+            f"Behaviour cloning reached {held:.1%} held-out agreement with the expert, below min_agreement "
+            f"{cfg.min_agreement:.1%}, after {len(attempts)} attempt(s); the agent saved to {str(out)!r} has not "
+            "learned the task. Retrain with another seed or more restarts.",
+            stacklevel=2,
+        )
 
     return agent, metrics
 
