@@ -187,3 +187,9 @@ def test_distill_init_starts_from_another_runs_student(tmp_path):
     with pytest.raises(ConfigError, match="Expected a NatureCNN agent"):
         run_distill(_cfg(tmp_path / "a", rounds=1, init=str(other), overwrite=True), progress=False)
     assert {f: f.read_bytes() for f in (tmp_path / "a").rglob("*") if f.is_file()} == before
+    # a resumed run whose own student was replaced by a foreign file says so, and how to go on
+    import shutil
+
+    shutil.copy(other, tmp_path / "a" / "student.safetensors")
+    with pytest.raises(ConfigError, match="holds another run's student: pass another --out"):
+        run_distill(_cfg(tmp_path / "a", rounds=2, resume=True), progress=False)

@@ -248,8 +248,9 @@ def _load_chunk(path: Path, n_actions: int) -> dict:
     return data
 
 
-def _load_student(student: Any, path: Path, arch_kwargs: dict[str, Any], names: list[str]) -> None:
-    """Load a NatureCNN agent checkpoint's weights into ``student``, after checking it fits."""
+def _load_student(student: Any, path: Path, arch_kwargs: dict[str, Any], names: list[str], fix: str) -> None:
+    """Load a NatureCNN agent checkpoint's weights into ``student``, after checking it fits; ``fix``
+    ends the error (what to do differs for ``--init`` and for a resumed run's own student)."""
     from vmask_live.checkpoint import read_checkpoint
 
     tensors, meta = read_checkpoint(path, "agent")
@@ -259,7 +260,7 @@ def _load_student(student: Any, path: Path, arch_kwargs: dict[str, Any], names: 
         raise ConfigError(
             f"Expected a NatureCNN agent with {want[1]} input channels and the actions {names} to start the "
             f"student, got {str(path)!r}: arch {got[0]!r}, {got[1]} channels, actions {meta.get('action_names')}. "
-            "Pass a student of a distill run on the same env, or leave --init out"
+            + fix
         )
     student.load_state_dict({k.removeprefix("module."): v for k, v in tensors.items()})
 
@@ -333,9 +334,21 @@ def run_distill(cfg: DistillConfig, progress: bool = True) -> tuple[Path, dict]:
     state_path = out / "state.json"
     state = json.loads(state_path.read_text()) if resuming and state_path.exists() else {"rounds_done": 0}
     if state["rounds_done"] > 0:
-        _load_student(student, out / "student.safetensors", arch_kwargs, names)
+        _load_student(
+            student,
+            out / "student.safetensors",
+            arch_kwargs,
+            names,
+            f"The run folder {str(out)!r} holds another run's student: pass another --out, or --overwrite to start over",
+        )
     elif cfg.init:  # checked before anything in the run folder is deleted or written
-        _load_student(student, Path(cfg.init), arch_kwargs, names)
+        _load_student(
+            student,
+            Path(cfg.init),
+            arch_kwargs,
+            names,
+            "Pass a student of a distill run on the same env, or leave --init out",
+        )
     if not resuming:
         for stale in [*out.glob("data/*.npz"), out / "student.safetensors", out / "agent.safetensors"]:
             stale.unlink(missing_ok=True)
