@@ -14,7 +14,8 @@ of the weights, so a retrained checkpoint never reuses a stale artifact
 
 Each backend module (``torch_backend``, ``onnx_backend``, ``tensorrt_backend``) has the same
 ``available()``, ``export(explainer, path, batch_size, precision, device)`` and
-``load(path, explainer, device)`` functions.
+``load(path, explainer, device)`` functions, and ``SUFFIX`` (the artifact's file suffix) and
+``PRECISIONS`` (what it can build: fp16 is TensorRT's alone) constants.
 """
 
 from __future__ import annotations

@@ -11,11 +11,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from vmask_live.errors import ConfigError
+
 if TYPE_CHECKING:
     from vmask_live.explainer import Explainer
 
 
 SUFFIX = ".onnx"
+# ONNX Runtime's CPU kernels run this net in fp32; an fp16 request is refused (runtime.check_precision)
+# rather than recorded for a model that would still be fp32.
+PRECISIONS = ("fp32",)
 
 
 def available(device: str) -> bool:
@@ -39,7 +44,16 @@ def unavailable_reason(device: str) -> str:
 def export(
     explainer: Explainer, path: Path, batch_size: int | None = None, precision: str = "fp32", device: str = "cpu"
 ) -> None:
-    """Export with the torch.export-based ONNX exporter; a dynamic batch axis unless ``batch_size``."""
+    """Export with the torch.export-based ONNX exporter; a dynamic batch axis unless ``batch_size``.
+
+    A static ``batch_size`` gives a session that takes exactly that batch;
+    :class:`~vmask_live.export.runtime.Runtime` pads or chunks other batches to it.
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(
+            f"Expected precision 'fp32' for ONNX export, got {precision!r}: ONNX Runtime here runs fp32 only; "
+            "use the TensorRT backend for fp16 (`vmask-live export --backend tensorrt --precision fp16`)"
+        )
     import logging
     import warnings
 

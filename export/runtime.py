@@ -53,6 +53,7 @@ _MODULES = {
     "torch": "torch_backend",
     "torch-compile": "torch_backend",
 }
+_RUNS = {"tensorrt": "TensorRT", "onnx": "ONNX Runtime", "torch": "eager torch", "torch-compile": "torch.compile"}
 _INSTALL = {
     "tensorrt": 'pip install "vmask-live[tensorrt]" (needs an NVIDIA GPU with CUDA)',
     "onnx": 'pip install "vmask-live[onnx]" (onnx, onnxscript, onnxruntime)',
@@ -101,6 +102,26 @@ def resolve_backend(backend: str, device: str = "auto") -> tuple[str, str]:
 
 def cache_dir() -> Path:
     return Path(os.environ.get("VMASK_LIVE_CACHE", Path.home() / ".cache" / "vmask-live"))
+
+
+def check_precision(backend: str, precision: str) -> None:
+    """Refuse a precision ``backend`` cannot build, so no artifact or sidecar claims one it lacks.
+
+    Raises:
+        ConfigError: ``precision`` is not in the backend module's ``PRECISIONS``.
+    """
+    allowed = _module(backend).PRECISIONS
+    if precision in allowed:
+        return
+    fix = (
+        f"{_RUNS[backend]} runs fp32 only here; use the TensorRT backend for fp16 (backend='tensorrt', "
+        "`vmask-live export --backend tensorrt --precision fp16`, needs an NVIDIA GPU), or drop the precision"
+        if precision == "fp16"
+        else f"use one of {allowed}"
+    )
+    raise ConfigError(
+        f"Expected precision {' or '.join(map(repr, allowed))} for backend {backend!r}, got {precision!r}: {fix}"
+    )
 
 
 def static_batch(backend: str, batch_size: int | None) -> int | None:
@@ -155,8 +176,7 @@ def export_explainer(
     mod = _module(backend)
     if not mod.SUFFIX:
         raise ConfigError(f"Backend {backend!r} has nothing to export; it runs the checkpoint directly")
-    if precision not in ("fp32", "fp16"):
-        raise ConfigError(f"Expected precision 'fp32' or 'fp16', got {precision!r}")
+    check_precision(backend, precision)
     batch_size = static_batch(backend, batch_size)
     path = Path(out) if out is not None else default_artifact_path(exp, backend, batch_size, precision)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -221,14 +241,19 @@ class Runtime(ExplainerBase):
         return self.explainer.reference
 
     def maps_numpy(self, x: np.ndarray) -> np.ndarray:
-        """Model-space float32 ``(B, C, H, W)`` -> maps, respecting a static engine batch size."""
+        """Model-space float32 ``(B, C, H, W)`` -> maps for any ``B``.
+
+        A static-batch artifact (a TensorRT engine, an ONNX model exported with ``batch_size``)
+        runs only its own batch: larger batches go in chunks, and a short (last) chunk is padded
+        with copies of its last row whose maps are dropped.
+        """
         if self.batch_size is None or x.shape[0] == self.batch_size:
             return self._fn(x)
         outs = []
         for i in range(0, x.shape[0], self.batch_size):
             chunk = x[i : i + self.batch_size]
             n = chunk.shape[0]
-            if n < self.batch_size:  # pad the last chunk to the engine's static batch
+            if n < self.batch_size:  # pad the last chunk to the artifact's static batch
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.batch_size - n, 0)])
             outs.append(self._fn(chunk)[:n])
         return np.concatenate(outs)
@@ -253,35 +278,79 @@ def _sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def _artifact_problem(path: Path, exp: Explainer, backend: str) -> tuple[type[Exception], str] | None:
-    """Why ``path`` must not be loaded for ``exp`` (error class, reason), or None when it is ours and current."""
+def _read_sidecar(path: Path) -> dict:
+    side = json.loads(_sidecar_path(path).read_text())
+    if not isinstance(side, dict):
+        raise ValueError(f"a JSON {type(side).__name__}, not an object")
+    return side
+
+
+_CODE_RISK = "loading a file vmask-live cannot vouch for could run code from it"
+_MAPS_RISK = "its maps would not be this explainer's"
+_CLAIM_RISK = "its sidecar does not describe the model in it"
+
+
+def _artifact_problem(path: Path, exp: Explainer, backend: str) -> tuple[type[Exception], str, str] | None:
+    """Why ``path`` must not be loaded for ``exp`` (error class, reason, risk), or None when it is ours and current."""
     side_path = _sidecar_path(path)
     try:
-        side = json.loads(side_path.read_text())
-        if not isinstance(side, dict):
-            raise ValueError(f"a JSON {type(side).__name__}, not an object")
+        side = _read_sidecar(path)
     except FileNotFoundError:
-        return UnsafeFileError, f"it has no metadata sidecar {side_path.name!r}, so nothing says vmask-live wrote it"
+        return (
+            UnsafeFileError,
+            f"it has no metadata sidecar {side_path.name!r}, so nothing says vmask-live wrote it",
+            _CODE_RISK,
+        )
     except (OSError, ValueError) as err:
-        return UnsafeFileError, f"its metadata sidecar {side_path.name!r} is unreadable ({err})"
+        return UnsafeFileError, f"its metadata sidecar {side_path.name!r} is unreadable ({err})", _CODE_RISK
     recorded = side.get("sha256")
     if not isinstance(recorded, str):
-        return UnsafeFileError, (
-            "its sidecar records no SHA-256 of the file (exported by an older vmask-live, or not by vmask-live)"
+        return (
+            UnsafeFileError,
+            "its sidecar records no SHA-256 of the file (exported by an older vmask-live, or not by vmask-live)",
+            _CODE_RISK,
         )
     actual = _file_sha256(path)
     if actual != recorded:
-        return UnsafeFileError, (
+        return (
+            UnsafeFileError,
             f"its bytes changed since export (SHA-256 {actual[:12]}… != {recorded[:12]}… recorded): "
-            "truncated, corrupted or replaced"
+            "truncated, corrupted or replaced",
+            _CODE_RISK,
         )
     if side.get("backend") not in (None, backend):
-        return CheckpointError, f"it was exported for backend {side.get('backend')!r}, not {backend!r}"
+        return CheckpointError, f"it was exported for backend {side.get('backend')!r}, not {backend!r}", _MAPS_RISK
     if side.get("weights_hash") != exp.weights_hash():
-        return CheckpointError, (
-            f"it was exported from other weights ({str(side.get('weights_hash'))[:12]} != {exp.weights_hash()[:12]})"
+        return (
+            CheckpointError,
+            f"it was exported from other weights ({str(side.get('weights_hash'))[:12]} != {exp.weights_hash()[:12]})",
+            _MAPS_RISK,
+        )
+    built_batch = side.get("batch_size")
+    if built_batch is not None and (type(built_batch) is not int or built_batch < 1):
+        return CheckpointError, f"its sidecar records batch_size {built_batch!r}, not a positive integer", _CLAIM_RISK
+    if side.get("precision", "fp32") not in _module(backend).PRECISIONS:
+        # older vmask-live wrote "fp16" beside ONNX models that were fp32 throughout
+        return (
+            CheckpointError,
+            f"its sidecar claims precision {side.get('precision')!r}, which {backend} artifacts never have "
+            "(an older vmask-live recorded the asked precision without converting the model)",
+            _CLAIM_RISK,
         )
     return None
+
+
+def _settings_mismatch(path: Path, batch_size: int | None, precision: str | None) -> list[str]:
+    """The asked settings (None: not asked) that differ from those ``path`` was built with."""
+    side = _read_sidecar(path)
+    built_batch, built_precision = side.get("batch_size"), side.get("precision", "fp32")
+    diffs = []
+    if batch_size is not None and built_batch != batch_size:
+        built = "a dynamic batch" if built_batch is None else f"batch_size={built_batch}"
+        diffs.append(f"{built}, asked batch_size={batch_size}")
+    if precision is not None and built_precision != precision:
+        diffs.append(f"precision={built_precision!r}, asked precision={precision!r}")
+    return diffs
 
 
 def _discard(path: Path) -> None:
@@ -295,7 +364,7 @@ def load_runtime(
     device: str = "auto",
     *,
     batch_size: int | None = None,
-    precision: str = "fp32",
+    precision: str | None = None,
     artifact: str | os.PathLike | None = None,
 ) -> Runtime:
     """Load an explainer for inference on the best (or the named) backend.
@@ -304,8 +373,11 @@ def load_runtime(
         spec: an :class:`Explainer`, a checkpoint path or ``"default:NAME"``.
         backend: ``auto`` | ``tensorrt`` | ``onnx`` | ``torch`` | ``torch-compile``.
         device: ``auto`` | ``cpu`` | ``cuda``.
-        batch_size: static batch for engines that need one (TensorRT); None = dynamic.
-        precision: ``fp32`` or ``fp16`` (TensorRT).
+        batch_size: static batch the artifact is built for (TensorRT: 1 when None; ONNX: dynamic
+            when None). The runtime takes any batch either way: it pads or chunks to a static one.
+            With an existing ``artifact``, None means the file's own batch size.
+        precision: ``fp32`` or ``fp16`` (TensorRT only); None means ``fp32``, or with an existing
+            ``artifact`` the file's own precision.
         artifact: a previously exported artifact to use instead of the cache (written by
             :func:`export_explainer` / ``vmask-live export --out``); created there when missing.
 
@@ -313,35 +385,52 @@ def load_runtime(
         UnsafeFileError: ``artifact`` has no sidecar, no recorded SHA-256, or bytes that no longer
             match it (cache artifacts with these problems are rebuilt instead).
         CheckpointError: ``artifact`` was exported from other weights or for another backend.
+        ConfigError: ``artifact`` was built with another ``batch_size`` or ``precision`` than asked,
+            or ``precision`` is one the backend cannot build (fp16 on ONNX Runtime or torch).
         BackendUnavailable: the backend cannot run here.
     """
     exp = spec if isinstance(spec, Explainer) else Explainer.load(spec)
     backend, device = resolve_backend(backend, device)
     mod = _module(backend)
-    batch_size = static_batch(backend, batch_size)
+    if precision is not None:
+        check_precision(backend, precision)
     art: Path | None = None
     reused = False
     if mod.SUFFIX:
-        art = Path(artifact) if artifact else default_artifact_path(exp, backend, batch_size, precision)
+        if artifact:
+            art = Path(artifact)
+        else:
+            batch_size, precision = static_batch(backend, batch_size), precision or "fp32"
+            art = default_artifact_path(exp, backend, batch_size, precision)
         reused = art.exists()
         if reused:
             problem = _artifact_problem(art, exp, backend)
             if problem is not None and artifact:
-                error, why = problem
-                risk = (
-                    "loading a file vmask-live cannot vouch for could run code from it"
-                    if error is UnsafeFileError
-                    else "its maps would not be this explainer's"
-                )
+                error, why, risk = problem
                 raise error(
                     f"Expected an artifact exported by vmask-live for this explainer, got {str(art)!r}: {why}; "
                     f"{risk}, so it is refused. Fix: re-export it with `vmask-live export --explainer CHECKPOINT "
                     f"--backend {backend} --out {art}`, or leave out the artifact to use the (self-checking) cache"
                 )
-            if problem is not None:
-                _discard(art)  # our cache entry, stale or damaged: rebuild it
+            diffs = [] if problem is not None else _settings_mismatch(art, batch_size, precision)
+            if diffs and artifact:
+                asked = "".join(
+                    f" --{flag} {value}" for flag, value in (("batch", batch_size), ("precision", precision)) if value
+                )
+                raise ConfigError(
+                    f"Expected an artifact built with the asked settings, got {str(art)!r} built with "
+                    f"{'; '.join(diffs)}; a static-batch or precision mismatch is refused rather than run "
+                    f"silently. Fix: rebuild it with `vmask-live export --explainer CHECKPOINT --backend {backend}"
+                    f"{asked} --out {art}`, or drop the batch_size/precision options to run it as it was built"
+                )
+            if problem is not None or diffs:
+                _discard(art)  # our cache entry, stale, damaged or mislabelled: rebuild it
                 reused = False
+            else:  # the file's own settings: equal to the asked ones where any were asked
+                side = _read_sidecar(art)
+                batch_size, precision = side.get("batch_size"), side.get("precision", "fp32")
         if not reused:
+            batch_size, precision = static_batch(backend, batch_size), precision or "fp32"
             export_explainer(exp, backend, art, batch_size=batch_size, precision=precision, device=device)
     try:
         fn = mod.load(art, exp, device=device, compile=(backend == "torch-compile"))
@@ -359,9 +448,11 @@ def load_runtime(
             stacklevel=2,
         )
         _discard(art)
-        export_explainer(exp, backend, art, batch_size=batch_size, precision=precision, device=device)
+        export_explainer(exp, backend, art, batch_size=batch_size, precision=precision or "fp32", device=device)
         fn = mod.load(art, exp, device=device, compile=(backend == "torch-compile"))
-    return Runtime(exp, fn, backend, device, art, batch_size if backend == "tensorrt" else None)
+    # Any artifact may have a static batch (TensorRT always, ONNX when exported with one): the
+    # Runtime pads or chunks to it. The torch backends run the checkpoint itself, any batch.
+    return Runtime(exp, fn, backend, device, art, batch_size if art is not None else None)
 
 
 def load_explainer(spec: ExplainerSpec, *, backend: str = "auto", device: str = "auto") -> SaliencyExplainer:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 
 SUFFIX = ".ep"
+PRECISIONS = ("fp32", "fp16")  # fp16 through enabled_precisions: a real fp16 engine
 
 
 def available(device: str) -> bool:

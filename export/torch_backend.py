@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 
 SUFFIX = ""  # runs the checkpoint directly, nothing to export
+PRECISIONS = ("fp32",)  # the checkpoint as it is
 
 
 def available(device: str) -> bool:

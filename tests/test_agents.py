@@ -58,3 +58,66 @@ def test_sb3_policy_converts_to_our_checkpoint_without_pickle(tiny_ppo, tmp_path
 def test_action_count_mismatch_for_a_torch_module():
     with pytest.raises(ValueError, match="needs obs_format, n_actions, input_scale"):
         vm.load_agent(torch.nn.Linear(4, 2))
+
+
+class _LogitsAndValue(torch.nn.Module):
+    """An actor-critic that returns ``(logits, value)``: not an agent until wrapped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(84 * 84, 6))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.body(x)
+        return out[:, :5], out[:, 5:]
+
+
+def test_plain_module_is_test_run_on_load():
+    from vmask_live.errors import ConfigError
+    from vmask_live.observations import ObsFormat
+
+    fmt = ObsFormat((84, 84), "hw")
+    six_way = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(84 * 84, 6))
+    with pytest.raises(ConfigError, match=r"return \(B, 5\) action logits, got \(1, 6\); pass n_actions=6"):
+        vm.load_agent(six_way, obs_format=fmt, n_actions=5, input_scale=1.0)
+    with pytest.raises(ConfigError, match="got a tuple of 2; wrap it so that forward returns the policy logits only"):
+        vm.load_agent(_LogitsAndValue(), obs_format=fmt, n_actions=5, input_scale=1.0)
+    with pytest.raises(ConfigError, match="RuntimeError.*check that obs_format"):
+        vm.load_agent(six_way, obs_format=ObsFormat((4, 84, 84), "chw"), n_actions=6, input_scale=1.0)
+    agent = vm.load_agent(six_way, obs_format=fmt, n_actions=6, input_scale=1.0)
+    assert agent.n_actions == 6
+
+
+def _resave(src, dst, edit) -> None:
+    """Copy an agent checkpoint with its metadata rewritten by ``edit(meta)``."""
+    from vmask_live.checkpoint import read_checkpoint, save_checkpoint
+
+    tensors, meta = read_checkpoint(src, "agent")
+    edit(meta)
+    save_checkpoint(dst, tensors, meta)
+
+
+def test_agent_checkpoint_with_incomplete_or_inconsistent_metadata(tmp_path):
+    from vmask_live.errors import CheckpointError
+    from vmask_live.testing import tiny_agent
+
+    agent = tiny_agent()
+    c, h, w = agent.obs_format.chw
+    kw = {"in_channels": c, "n_actions": 5, "input_size": [h, w], "width": 4}
+    good = save_agent(tmp_path / "good.safetensors", agent, "small_cnn", kw)
+    assert vm.load_agent(good).n_actions == 5
+
+    _resave(good, tmp_path / "no_kwargs.safetensors", lambda m: (m.pop("arch_kwargs"), m.pop("obs_format")))
+    with pytest.raises(CheckpointError, match="incomplete metadata: no 'arch_kwargs', 'obs_format'.*save_agent"):
+        vm.load_agent(tmp_path / "no_kwargs.safetensors")
+
+    def nine_actions(meta):  # says 9 actions, holds a 5-way head
+        meta.update(n_actions=9, action_names=[str(i) for i in range(9)])
+
+    _resave(good, tmp_path / "nine.safetensors", nine_actions)
+    with pytest.raises(CheckpointError, match=r"n_actions=9 says, got \(1, 5\)"):
+        vm.load_agent(tmp_path / "nine.safetensors")
+
+    _resave(good, tmp_path / "head9.safetensors", lambda m: (nine_actions(m), m["arch_kwargs"].update(n_actions=9)))
+    with pytest.raises(CheckpointError, match="does not fit its weights"):
+        vm.load_agent(tmp_path / "head9.safetensors")

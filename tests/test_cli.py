@@ -269,3 +269,15 @@ def test_play_with_own_agent_and_no_explainer_is_refused(tmp_path):
     assert res.exit_code == 2 and "without --explainer" in res.output and "vmask-live train" in res.output, res.output
     res = _invoke("export", "--explainer", "default:Beacon", "--agent", str(path), "--out", str(tmp_path / "x.onnx"))
     assert res.exit_code == 2 and "trained for agent" in res.output, res.output
+
+
+def test_play_with_own_explainer_and_no_agent_says_the_bundled_agent_was_used(tmp_path):
+    from vmask_live.testing import tiny_explainer
+
+    exp = tiny_explainer()  # explains tiny_agent(), not the bundled Beacon agent
+    exp.meta["train_config"] = {"agent": "runs/mine/agent.safetensors"}
+    path = exp.save(tmp_path / "mine.safetensors")
+    res = _invoke("play", "--env", "Beacon", "--explainer", str(path), "--max-steps", "2", "--backend", "torch")
+    out = " ".join(res.output.split())
+    assert res.exit_code == 2 and "without --agent, so the bundled Beacon agent was used" in out, res.output
+    assert "(it was trained for runs/mine/agent.safetensors)" in out, res.output

@@ -143,3 +143,20 @@ def test_method_spec_validates_itself():
         MethodSpec("bad", "Bad", lambda *a: None, "free", checkpoint="vm")
     with pytest.raises(TypeError, match="Expected a MethodSpec, got dict"):
         register_method({"name": "x"})  # type: ignore[arg-type]
+
+
+def test_explainer_attribute_checks_states_and_actions():
+    from vmask_live.errors import ConfigError, ObservationError
+    from vmask_live.testing import tiny_explainer
+
+    exp = tiny_explainer()  # Beacon format, 5 actions
+    x, a = torch.rand(2, 1, 84, 84), torch.tensor([0, 4])
+    assert exp.attribute(x, a).shape == (2, 84, 84)
+    with pytest.raises(ObservationError, match=r"shape \(B, 1, 84, 84\)"):
+        exp.attribute(torch.rand(2, 1, 96, 96), a)  # would be resampled silently
+    with pytest.raises(ObservationError, match=r"values in \[0, 1\]"):
+        exp.attribute(x * 255, a)  # raw pixels in model space
+    with pytest.raises(ConfigError, match=r"actions in \[0, 4\] \(5 maps\), got values in \[-1, 0\]"):
+        exp.attribute(x, torch.tensor([0, -1]))  # a negative index would pick the last action's map
+    with pytest.raises(ConfigError, match=r"\(2,\) integer tensor"):
+        exp.attribute(x, torch.tensor([0]))

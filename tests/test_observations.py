@@ -8,7 +8,14 @@ from vmask_live.observations import ObservationError, ObsFormat
 
 @pytest.mark.parametrize(
     ("shape", "layout", "chw"),
-    [((84, 84), "hw", (1, 84, 84)), ((4, 84, 84), "chw", (4, 84, 84)), ((64, 48, 3), "hwc", (3, 64, 48))],
+    [
+        ((84, 84), "hw", (1, 84, 84)),
+        ((4, 84, 84), "chw", (4, 84, 84)),
+        ((64, 48, 3), "hwc", (3, 64, 48)),
+        ((3, 16, 16), "chw", (3, 16, 16)),  # small images: both ends are <= 16
+        ((16, 16, 3), "hwc", (3, 16, 16)),
+        ((10, 10, 4), "hwc", (4, 10, 10)),  # MinAtar
+    ],
 )
 def test_layouts(shape, layout, chw):
     fmt = ObsFormat.from_space(gym.spaces.Box(0, 255, shape, np.uint8))
@@ -17,6 +24,26 @@ def test_layouts(shape, layout, chw):
     x = fmt.to_model(obs)
     assert x.shape == (2, *chw) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
     np.testing.assert_array_equal(fmt.to_raw(x), obs)
+
+
+def test_ambiguous_and_tiny_images_are_refused():
+    with pytest.raises(ObservationError, match=r"Cannot tell the channel axis of observation shape \(4, 4, 4\)"):
+        ObsFormat.from_space(gym.spaces.Box(0, 255, (4, 4, 4), np.uint8))
+    with pytest.raises(ObservationError, match=r"at least 8x8 pixels, got 6x6"):
+        ObsFormat.from_space(gym.spaces.Box(0, 255, (4, 6, 6), np.uint8))
+
+
+def test_model_space_batches_are_checked():
+    fmt = ObsFormat((4, 84, 84), "chw")
+    fmt.check_model(torch.rand(2, 4, 84, 84))
+    for bad, message in [
+        (torch.rand(2, 4, 96, 96), r"shape \(B, 4, 84, 84\), got shape \(2, 4, 96, 96\)"),
+        (torch.rand(2, 4, 84, 84) * 255, r"values in \[0, 1\], got values in"),
+        (torch.full((1, 4, 84, 84), float("nan")), "NaN"),
+        (torch.zeros(1, 4, 84, 84, dtype=torch.uint8), "floating-point"),
+    ]:
+        with pytest.raises(ObservationError, match=message):
+            fmt.check_model(bad)
 
 
 def test_non_pixel_spaces_get_clear_errors():

@@ -117,6 +117,20 @@ def test_safe_loader_matches_sb3_exactly(sb3_zips, algo):
         assert torch.equal(agent_from_sb3(model)(agent.obs_format.to_model(STATES)), ours)
 
 
+@pytest.mark.parametrize("algo", ["PPO", "DQN"])
+def test_one_policy_has_one_hash_however_it_is_loaded(sb3_zips, algo):
+    """An explainer paired with the zip stays paired with SB3's own loader and with the live model."""
+    from vmask_live.pairing import agent_hash
+    from vmask_live.wrappers.explained_env import resolve_agent
+
+    model, path = sb3_zips[algo]
+    safe = agent_hash(load_agent(path))
+    assert agent_hash(load_agent(path, trust_pickle=True)) == safe
+    assert agent_hash(resolve_agent(model)) == safe  # the live model, as ExplainedEnv(agent=model) takes it
+    _, other = sb3_zips["DQN" if algo == "PPO" else "PPO"]  # (PPO and A2C start from the same seed)
+    assert agent_hash(load_agent(other)) != safe
+
+
 def test_export_ppo_uses_the_safe_loader(sb3_zips, tmp_path, monkeypatch):
     from stable_baselines3.common import save_util
 

@@ -125,6 +125,29 @@ def test_resume_with_changed_width_is_refused_before_weights_load(beacon_agent, 
     assert "size mismatch" not in str(err.value) and len(str(err.value).splitlines()) < 6
 
 
+def test_resume_is_refused_when_the_dataset_was_replaced_under_the_same_path(beacon_agent, tmp_path):
+    from vmask_live.dataset import CollectConfig, collect
+
+    def collect_into(folder, seed):  # a fresh collection in the same folder
+        shutil.rmtree(folder, ignore_errors=True)
+        cfg = CollectConfig(env="Beacon", out=str(folder), steps=600, shard_size=600, seed=seed)
+        return collect(cfg, agent=beacon_agent[0], progress=False)
+
+    data = tmp_path / "data"
+    first = collect_into(data, seed=0)
+    cfg = _tiny(first, tmp_path / "run", val_samples=8)
+    train(cfg, agent=beacon_agent[0], progress=False)
+    again = collect_into(data, seed=0)
+    assert again.identity == first.identity  # the same collection is the same dataset: resuming is fine
+    train(replace(cfg, resume=True, epochs=2), agent=beacon_agent[0], progress=False)
+    other = collect_into(data, seed=1)  # same agent, size and path: only the states differ
+    assert other.identity != first.identity
+    before = _files(tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"trained with another agent or dataset \(dataset_id .* \(run\) vs"):
+        train(replace(cfg, resume=True, epochs=3), agent=beacon_agent[0], progress=False)
+    assert _files(tmp_path / "run") == before
+
+
 def test_resume_may_change_epochs_budget_patience_and_device(beacon_agent, finished_run, tmp_path):
     run, cfg = finished_run
     out = _copy(run, tmp_path)

@@ -118,6 +118,18 @@ class SB3Agent(Agent):
         super().__init__(ObsFormat.from_space(space), int(model.action_space.n), action_names)
         self.policy = model.policy
         self.is_q = hasattr(self.policy, "q_net")
+        self._model = model
+
+    def pairing_state(self) -> dict[str, torch.Tensor]:
+        """The weights that identify this agent (:func:`~vmask_live.pairing.agent_hash`): those of the
+        NatureCNN agent the same policy converts to, so that a zip loaded with or without
+        ``trust_pickle`` and the live model hash alike; the whole policy where it does not convert."""
+        from vmask_live.sb3_zip import agent_from_sb3_model
+
+        try:
+            return agent_from_sb3_model(self._model).state_dict()
+        except CheckpointError:
+            return self.state_dict()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         obs = x * self.obs_format.scale  # SB3's preprocess_obs divides image spaces by 255 itself
@@ -233,21 +245,88 @@ def save_agent(
     return save_checkpoint(path, tensors, meta)
 
 
+def _output_problem(agent: Agent) -> tuple[str, str] | None:
+    """``(what came, fix)`` when the agent's output on one all-zero observation is not finite
+    ``(1, n_actions)`` logits, else None.
+
+    One cheap forward pass at load time turns a wrong ``n_actions``, a ``(logits, value)`` tuple or
+    a wrong ``obs_format`` into a clear error here, not an AttributeError deep inside a method.
+    """
+    p = next(agent.parameters(), None)
+    device = p.device if p is not None else torch.device("cpu")
+    dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32
+    x = torch.zeros((1, *agent.obs_format.chw), device=device, dtype=dtype)
+    try:
+        # no_grad, not inference_mode: a module that caches tensors or materialises lazy layers on
+        # its first call must not keep inference tensors, which would break the explainer's backward
+        with torch.no_grad():
+            out = agent(x)
+    except (RuntimeError, ValueError, TypeError, IndexError) as err:
+        return (
+            f"{type(err).__name__} ({str(err)[:200]}) on a zero batch of shape {tuple(x.shape)}",
+            "check that obs_format is the env's raw observation format and that the module takes float "
+            "(B, C, H, W) batches",
+        )
+    wrap = "wrap it so that forward returns the policy logits only"
+    if isinstance(out, (tuple, list)):
+        return f"a {type(out).__name__} of {len(out)}", wrap
+    if not isinstance(out, torch.Tensor):
+        return f"a {type(out).__name__}", wrap
+    shape = tuple(out.shape)
+    if len(shape) == 2 and shape[0] == 1 and shape[1] != agent.n_actions:
+        return (
+            str(shape),
+            f"pass n_actions={shape[1]} if the env has {shape[1]} actions, else wrap the module so that "
+            "forward returns the policy head's logits",
+        )
+    if shape != (1, agent.n_actions):
+        return f"shape {shape} for a batch of 1", wrap
+    if not torch.isfinite(out).all():
+        return "non-finite values (NaN or inf) on an all-zero observation", "check the weights and input_scale"
+    return None
+
+
+_AGENT_META_KEYS = ("arch_kwargs", "obs_format", "n_actions")
+
+
 def _load_agent_checkpoint(path: Path) -> TorchAgent:
     tensors, meta = read_checkpoint(path, "agent")
     if meta.get("arch") not in AGENT_ARCHS:
         raise CheckpointError(f"Unknown agent architecture {meta.get('arch')!r} in {str(path)!r}")
-    module = AGENT_ARCHS[meta["arch"]](**meta["arch_kwargs"])
-    load_state(module, tensors, "module.", path)
-    agent = TorchAgent(
-        module,
-        ObsFormat.from_dict(meta["obs_format"]),
-        meta["n_actions"],
-        meta.get("input_scale", 1.0),
-        meta.get("action_names"),
-    )
+    missing = [key for key in _AGENT_META_KEYS if key not in meta]
+    if missing:
+        raise CheckpointError(
+            f"Agent checkpoint {str(path)!r} has incomplete metadata: no {', '.join(map(repr, missing))} "
+            f"(expected {list(_AGENT_META_KEYS)}); the file was not written by vmask-live's save_agent or "
+            "was edited; fix: re-save the agent with save_agent (or `vmask-live train-agent`)"
+        )
+    try:
+        module = AGENT_ARCHS[meta["arch"]](**meta["arch_kwargs"])
+        load_state(module, tensors, "module.", path)
+        agent = TorchAgent(
+            module,
+            ObsFormat.from_dict(meta["obs_format"]),
+            meta["n_actions"],
+            meta.get("input_scale", 1.0),
+            meta.get("action_names"),
+        )
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:  # RuntimeError: weights of other shapes
+        raise CheckpointError(
+            f"Agent checkpoint {str(path)!r} has metadata that does not fit its weights: {err!r}; the file "
+            "was edited or mixed up; fix: re-save the agent with save_agent (or `vmask-live train-agent`)"
+        ) from err
     agent.info = meta.get("info", {})
-    return agent.freeze()
+    agent.freeze()
+    problem = _output_problem(agent)
+    if problem is not None:
+        raise CheckpointError(
+            f"Expected agent checkpoint {str(path)!r} to give (B, {agent.n_actions}) action logits, as its "
+            f"metadata's n_actions={agent.n_actions} says, got {problem[0]}; the weights and the metadata "
+            "disagree (an edited or mixed-up file); fix: re-save the agent with save_agent"
+        )
+    return agent
 
 
 def _load_sb3(path: Path, algo: str | None, trust_pickle: bool = False) -> Agent:
@@ -355,6 +434,11 @@ def load_agent(
 
     Returns:
         A frozen :class:`Agent`.
+
+    Raises:
+        ConfigError: a module without ``obs_format``/``n_actions``/``input_scale``, or one whose
+            output on a zero batch is not finite ``(1, n_actions)`` logits (one forward pass checks).
+        CheckpointError: an unreadable, incomplete or inconsistent checkpoint or SB3 zip.
     """
     if isinstance(spec, Agent):
         return spec.freeze()
@@ -367,7 +451,12 @@ def load_agent(
         if missing:
             raise ConfigError(f"Wrapping a torch.nn.Module as an agent needs {', '.join(missing)}: {MODULE_AGENT_HINT}")
         assert obs_format is not None and n_actions is not None and input_scale is not None  # checked above
-        return TorchAgent(spec, obs_format, n_actions, input_scale).freeze()
+        agent = TorchAgent(spec, obs_format, n_actions, input_scale).freeze()
+        problem = _output_problem(agent)
+        if problem is not None:
+            got, fix = problem
+            raise ConfigError(f"Expected the agent module to return (B, {n_actions}) action logits, got {got}; {fix}")
+        return agent
     text = str(spec)
     if text.startswith("default:"):
         return _load_agent_checkpoint(default_path(text.split(":", 1)[1], "agent"))

@@ -38,6 +38,7 @@ fewer than three episodes, leaves the dataset incomplete and says how to extend 
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import math
 import os
@@ -665,6 +666,7 @@ class Dataset:
         self.has_objects = all("objects" in s for s in self._shards) and "object_categories" in self.manifest
         """Whether every state has its objects stored (``get(idx, ("objects",))``; see the module docstring)."""
         self._split_ids = _split_episodes(self.episodes)
+        self._identity: str | None = None
 
     def __len__(self) -> int:
         return int(self._offsets[-1])
@@ -685,6 +687,21 @@ class Dataset:
     def object_categories(self) -> list[str]:
         """Names of the category indices in the ``objects`` rows (empty without objects)."""
         return list(self.manifest.get("object_categories", []))
+
+    @property
+    def identity(self) -> str:
+        """A path-independent id of the stored states: the manifest's identity fields, the collection
+        settings (not the paths) and a hash of every stored action and episode number, so that two
+        collections differ even with the same agent and size. Caches and resumed runs key on it."""
+        if self._identity is None:
+            m = self.manifest
+            keys = ("format", "version", "env", "agent_hash", "n_samples", "shards", "obs_format", "n_actions")
+            config = {k: v for k, v in (m.get("config") or {}).items() if k not in ("out", "agent", "resume")}
+            h = hashlib.sha256(json.dumps([{k: m.get(k) for k in keys}, config], sort_keys=True, default=str).encode())
+            h.update(np.ascontiguousarray(self.actions).tobytes())
+            h.update(np.ascontiguousarray(self.episodes).tobytes())
+            self._identity = h.hexdigest()[:16]
+        return self._identity
 
     @property
     def complete(self) -> bool:

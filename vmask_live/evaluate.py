@@ -410,13 +410,6 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _dataset_id(ds: Any) -> str:
-    """A path-independent id of a dataset: its manifest's identity fields (not its folder)."""
-    m = ds.manifest
-    keys = ("format", "version", "env", "agent_hash", "n_samples", "shards", "obs_format", "n_actions", "created")
-    return _digest({k: m.get(k) for k in keys})
-
-
 def _states_id(x: torch.Tensor, a: torch.Tensor) -> str:
     h = hashlib.sha256(x.detach().cpu().contiguous().numpy().tobytes())
     h.update(a.detach().cpu().to(torch.int64).contiguous().numpy().tobytes())
@@ -606,7 +599,7 @@ def _run_key(cfg: EvaluateConfig, job: _Inputs, states: _TestStates, reference: 
     n_used = len(states.a)
     key = {
         "version": __version__,
-        "dataset": _dataset_id(states.ds),
+        "dataset": states.ds.identity,
         "states": _states_id(states.x, states.a),
         "n": n_used,
         "requested_n": cfg.n,

@@ -44,6 +44,11 @@ class ExplainerBase(ABC):
     obs_format: ObsFormat
 
     @property
+    @abstractmethod
+    def n_actions(self) -> int:
+        """K, the number of maps (one per action)."""
+
+    @property
     def input_device(self) -> torch.device:
         """Where :meth:`__call__` puts the model-space batch it hands to :meth:`infer`."""
         return torch.device("cpu")
@@ -59,10 +64,31 @@ class ExplainerBase(ABC):
         return self.infer(self.obs_format.to_model(obs, self.input_device)).float().cpu().numpy()
 
     def attribute(self, x: ModelBatch, actions: ActionBatch) -> AttributionBatch:
-        """Saliency-method interface: model-space states, actions -> ``(B, H, W)`` on ``x``'s device."""
+        """Saliency-method interface: model-space states, actions -> ``(B, H, W)`` on ``x``'s device.
+
+        Raises:
+            ObservationError: ``x`` is not a model-space batch of :attr:`obs_format` (shape, dtype,
+                range, finiteness; see :meth:`ObsFormat.check_model`).
+            ConfigError: ``actions`` is not ``B`` integer actions in ``[0, K)``.
+        """
+        self.obs_format.check_model(x)
+        check_actions(actions, x.shape[0], self.n_actions)
         with torch.inference_mode():
             m = self.infer(x)
         return m[torch.arange(m.shape[0], device=m.device), actions.to(m.device)].to(x.device)
+
+
+def check_actions(actions: Any, batch: int, n_actions: int) -> None:
+    """Raise :class:`ConfigError` unless ``actions`` is ``batch`` integer actions in ``[0, n_actions)``
+    (a negative index would silently pick another action's map)."""
+    if not isinstance(actions, torch.Tensor) or actions.shape != (batch,) or actions.is_floating_point():
+        got = f"{tuple(actions.shape)} {actions.dtype}" if isinstance(actions, torch.Tensor) else type(actions).__name__
+        raise ConfigError(f"Expected a ({batch},) integer tensor of actions, one per state, got {got}")
+    if batch and (int(actions.min()) < 0 or int(actions.max()) >= n_actions):
+        raise ConfigError(
+            f"Expected actions in [0, {n_actions - 1}] ({n_actions} maps), got values in "
+            f"[{int(actions.min())}, {int(actions.max())}]"
+        )
 
 
 class Explainer(ExplainerBase):

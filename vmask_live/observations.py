@@ -9,6 +9,7 @@ built (:meth:`ObsFormat.adapter`) and every batch (:meth:`ObsFormat.check`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,29 @@ _FLOAT_HINT = (
     "space, VecNormalize) while the checkpoint was trained on raw uint8 frames; fix: give it the raw uint8 "
     "observations (scale_obs=False), or train an agent/explainer on these observations"
 )
+
+
+def _layout_of(shape: tuple[int, ...]) -> str:
+    """``"hw"``, ``"chw"`` or ``"hwc"`` for an image shape; an axis of at most 16 is the channel axis
+    where only one end has one; where both ends are small (16x16 RGB, MinAtar's 10x10x4), the end
+    that differs from the other two sizes; otherwise the shape is refused as ambiguous."""
+    if len(shape) == 2:
+        return "hw"
+    first, middle, last = shape
+    if first <= 16 < last:
+        return "chw"
+    if last <= 16 < first:
+        return "hwc"
+    if first <= 16 and last <= 16:
+        if middle == last != first:
+            return "chw"
+        if first == middle != last:
+            return "hwc"
+    raise ObservationError(
+        f"Cannot tell the channel axis of observation shape {shape}; give the env a channel-first "
+        "(C, H, W) or channel-last (H, W, C) image space whose two image sizes are equal or larger than 16, "
+        "e.g. with gymnasium.wrappers.TransformObservation"
+    )
 
 
 @dataclass(frozen=True)
@@ -98,16 +122,12 @@ class ObsFormat:
                 f"got {space}; VisionMask explains image observations only"
             )
         shape = tuple(int(d) for d in space.shape)
-        if min(shape[-2:] if len(shape) == 3 and shape[0] <= 16 else shape[:2]) < 8:
-            raise ObservationError(f"Expected an image of at least 8x8 pixels, got shape {shape}")
-        if len(shape) == 2:
-            layout = "hw"
-        elif shape[0] <= 16 and shape[-1] > 16:
-            layout = "chw"
-        elif shape[-1] <= 16:
-            layout = "hwc"
-        else:
-            raise ObservationError(f"Cannot tell the channel axis of observation shape {shape}")
+        layout = _layout_of(shape)
+        hw = shape if layout == "hw" else shape[1:] if layout == "chw" else shape[:2]
+        if min(hw) < 8:
+            raise ObservationError(
+                f"Expected an image of at least 8x8 pixels, got {hw[0]}x{hw[1]} (shape {shape}, {layout})"
+            )
         dtype = np.dtype(space.dtype)
         if dtype == np.uint8:
             return cls(shape=shape, layout=layout, scale=255.0, dtype="uint8", low=0.0, high=255.0)
@@ -203,6 +223,30 @@ class ObsFormat:
                     )
         if problems:
             raise ObservationError(f"Observations do not match {self.describe()}: " + "; ".join(problems))
+
+    def check_model(self, x: torch.Tensor) -> None:
+        """Raise :class:`ObservationError` unless ``x`` is a model-space batch of this format
+        (:meth:`to_model`'s output): ``(B, *chw)``, floating point, finite, within the scaled range."""
+        fix = f"convert raw observations with obs_format.to_model(obs) ({self.describe()} -> floats / {self.scale:g})"
+        if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != self.chw or x.ndim != 4:
+            got = f"shape {tuple(x.shape)}" if hasattr(x, "shape") else type(x).__name__
+            raise ObservationError(
+                f"Expected model-space states of shape (B, {', '.join(map(str, self.chw))}), got {got}; {fix}"
+            )
+        if not x.is_floating_point():
+            raise ObservationError(f"Expected floating-point model-space states, got dtype {x.dtype}; {fix}")
+        if x.numel():
+            lo, hi = x.min().item(), x.max().item()
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                raise ObservationError(
+                    "Model-space states hold NaN or infinite values; the maps of such states would be meaningless"
+                )
+            want_lo, want_hi = self.low / self.scale, self.upper / self.scale
+            tol = 1e-3 * (want_hi - want_lo)
+            if lo < want_lo - tol or hi > want_hi + tol:
+                raise ObservationError(
+                    f"Expected model-space values in [{want_lo:g}, {want_hi:g}], got values in [{lo:.4g}, {hi:.4g}]; {fix}"
+                )
 
     def mismatch(self, env_format: ObsFormat) -> str | None:
         """Why raw observations of ``env_format`` cannot feed a checkpoint of this format (None: they can,

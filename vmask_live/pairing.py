@@ -17,8 +17,10 @@ __all__ = ["agent_hash", "explainer_meta", "check_pairing"]
 
 
 def agent_hash(agent: Any) -> str:
-    """A short, stable hash of an agent's weights (16 hex digits of SHA-256)."""
-    return tensors_sha256(agent.state_dict())[:16]
+    """A short, stable hash of an agent's weights (16 hex digits of SHA-256); an agent with a
+    ``pairing_state()`` (an SB3 model loaded by SB3) is hashed on the weights it names."""
+    state = agent.pairing_state() if hasattr(agent, "pairing_state") else agent.state_dict()
+    return tensors_sha256(state)[:16]
 
 
 def explainer_meta(explainer: Any) -> dict[str, Any]:

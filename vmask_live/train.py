@@ -543,6 +543,8 @@ class _Run:
     model: torch.nn.Module
     """What the training step calls: ``exp.net``, wrapped in DistributedDataParallel under torchrun."""
     dist: _Dist
+    inputs: dict[str, str]
+    """The agent's hash and the dataset's id (:func:`_run_inputs`), saved with the state."""
     state: dict[str, Any] = field(
         default_factory=lambda: {
             "epoch": 0,
@@ -578,7 +580,7 @@ class _Run:
         """Write ``last.safetensors`` (atomically) with the time spent so far (rank 0 only)."""
         self.state["seconds"] = self.seconds()
         if self.dist.main:
-            _save_last(self.last_path, self.exp, self.opt, self.state, self.cfg)
+            _save_last(self.last_path, self.exp, self.opt, {**self.state, **self.inputs}, self.cfg)
 
 
 def _prepare_run(cfg: TrainConfig, agent: Any, dist: _Dist | None = None) -> _Run:
@@ -596,6 +598,9 @@ def _prepare_run(cfg: TrainConfig, agent: Any, dist: _Dist | None = None) -> _Ru
     torch.manual_seed(cfg.seed)  # before the agent and the explainer are built: both draw initial weights
     device = dist.device(cfg)
     ds, agent = _load_data_and_agent(cfg, agent, device)
+    inputs = _run_inputs(agent, ds)
+    if saved_state is not None:
+        _check_same_inputs(out, saved_state[1], inputs)
     _check_sampled_actions(cfg, ds)
     train_idx, val_idx, steps_per_epoch = _splits(cfg, ds)
     exp, reference = _build_explainer(cfg, ds, device, warm_start=saved_state is None)
@@ -609,7 +614,7 @@ def _prepare_run(cfg: TrainConfig, agent: Any, dist: _Dist | None = None) -> _Ru
 
         # other ranks draw other input noise and action samples; rank 0 keeps a 1-process run's stream
         torch.manual_seed(cfg.seed + 7919 * dist.rank)
-    run = _Run(cfg, device, ds, agent, train_idx, val_idx, steps_per_epoch, reference, exp, opt, model, dist)
+    run = _Run(cfg, device, ds, agent, train_idx, val_idx, steps_per_epoch, reference, exp, opt, model, dist, inputs)
     if saved_state is not None:
         tensors, meta = saved_state
         _load_last(run.last_path, tensors, meta, exp, opt)
@@ -623,6 +628,29 @@ def _prepare_run(cfg: TrainConfig, agent: Any, dist: _Dist | None = None) -> _Ru
         run.model = DistributedDataParallel(exp.net, device_ids=[device.index] if device.type == "cuda" else None)
         dist.barrier()
     return run
+
+
+def _run_inputs(agent: Any, ds: Dataset) -> dict[str, str]:
+    """What a run is trained on, saved with its state: the agent's weight hash and the dataset's id."""
+    from vmask_live.pairing import agent_hash
+
+    return {"agent_hash": agent_hash(agent), "dataset_id": ds.identity}
+
+
+def _check_same_inputs(out: Path, meta: dict[str, Any], inputs: dict[str, str]) -> None:
+    """Refuse to resume a run made for another agent or dataset (its files may have been replaced
+    under the same paths): the saved weights, optimiser and best loss would carry over silently."""
+    diffs = [
+        f"{key} {meta[key]} (run) vs {value} (given)"
+        for key, value in inputs.items()
+        if meta.get(key) is not None and meta[key] != value  # states saved before these were recorded: not checked
+    ]
+    if diffs:
+        raise ConfigError(
+            f"Cannot resume the run in {str(out)!r}: it was trained with another agent or dataset ({'; '.join(diffs)}); "
+            "resuming would continue an explainer of other inputs. Start a new run with another --out (or --overwrite), "
+            "or pass the agent and dataset the run was made with."
+        )
 
 
 def _check_sampled_actions(cfg: TrainConfig, ds: Dataset) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vmask_live.atomic import atomic_path, atomic_write_text
-from vmask_live.errors import ConfigError
+from vmask_live.errors import CheckpointError, ConfigError
 from vmask_live.settings import SettingChecks
 
 if TYPE_CHECKING:
@@ -484,7 +484,14 @@ def train_bc(cfg: BCConfig, progress: bool = True):
     return agent, metrics
 
 
-def export_ppo(zip_path: str | Path, out: str | Path, info: dict | None = None, *, trust_pickle: bool = False) -> Path:
+def export_ppo(
+    zip_path: str | Path,
+    out: str | Path,
+    info: dict | None = None,
+    *,
+    trust_pickle: bool = False,
+    env: str | None = None,
+) -> Path:
     """Convert an SB3 PPO/A2C ``CnnPolicy`` .zip into our agent checkpoint (no pickle to ship).
 
     Args:
@@ -494,9 +501,13 @@ def export_ppo(zip_path: str | Path, out: str | Path, info: dict | None = None, 
         trust_pickle: ``False`` (default) reads the zip's weights and readable metadata without
             un-pickling anything (:func:`vmask_live.sb3_zip.load_sb3_zip`); ``True`` uses SB3's
             ``PPO.load``, which runs any code in the file: only for files you trust.
+        env: the env the zip was trained on, which names its actions; None: the ``env`` of the
+            ``config.json`` beside the zip (written by :func:`train_ppo`).
 
     Raises:
-        CheckpointError: the zip is not an SB3 ``CnnPolicy`` the safe loader can rebuild.
+        CheckpointError: the zip is not an SB3 ``CnnPolicy`` the safe loader can rebuild, or its
+            number of actions is not the env's.
+        ConfigError: no ``env`` given and no ``config.json`` with one beside the zip.
     """
     from vmask_live.agents import agent_from_sb3, save_agent
     from vmask_live.envs import action_names
@@ -504,13 +515,26 @@ def export_ppo(zip_path: str | Path, out: str | Path, info: dict | None = None, 
 
     config_path = Path(zip_path).parent / "config.json"
     cfg = json.loads(config_path.read_text()) if config_path.exists() else {}
-    names = action_names(cfg.get("env", "MsPacman"))
+    env = env or cfg.get("env")
+    if not env:
+        raise ConfigError(
+            f"Expected the env {str(zip_path)!r} was trained on, got no env argument and no config.json with "
+            "an 'env' beside the zip; pass env=NAME (CLI --env NAME)"
+        )
+    names = action_names(env)
     if trust_pickle:
         from stable_baselines3 import PPO
 
-        agent = agent_from_sb3(PPO.load(str(zip_path), device="cpu"), names)
+        agent = agent_from_sb3(PPO.load(str(zip_path), device="cpu"))
     else:
-        agent = load_sb3_zip(zip_path, action_names=names)
+        agent = load_sb3_zip(zip_path)
+    if agent.n_actions != len(names):
+        raise CheckpointError(
+            f"Expected an SB3 zip with {env}'s {len(names)} actions, got {agent.n_actions} actions in "
+            f"{str(zip_path)!r}; likely cause: the zip was trained on another game; fix: pass the --env the zip "
+            "was trained on"
+        )
+    agent.action_names = names
     return save_agent(
         out,
         agent,
@@ -618,12 +642,12 @@ def run_train_agent(
     cfg.validate()
     zip_path = Path(export_checkpoint) if export_checkpoint else train_ppo(cfg)
     agent_path = Path(cfg.out) / "agent.safetensors"
-    export_ppo(zip_path, agent_path, trust_pickle=trust_pickle)
+    export_ppo(zip_path, agent_path, trust_pickle=trust_pickle, env=cfg.env)
     scores = {
         mode: evaluate_agent(
             agent_path, cfg.env, cfg.eval_episodes, seed=cfg.seed + 100, deterministic=(mode == "deterministic")
         )
         for mode in (("deterministic", "stochastic") if cfg.eval_episodes > 0 else ())
     }
-    export_ppo(zip_path, agent_path, {"eval": scores}, trust_pickle=trust_pickle)
+    export_ppo(zip_path, agent_path, {"eval": scores}, trust_pickle=trust_pickle, env=cfg.env)
     return agent_path, scores

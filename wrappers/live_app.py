@@ -29,6 +29,20 @@ from vmask_live.settings import SettingChecks
 __all__ = ["LiveConfig", "LiveSession", "play", "record", "NoDisplayError"]
 
 
+def _explainer_meta(explainer: Any) -> dict[str, Any]:
+    """The metadata of an explainer given as an object or as a checkpoint path (read, not loaded)."""
+    from vmask_live.checkpoint import read_meta
+    from vmask_live.explainer import checkpoint_path
+    from vmask_live.pairing import explainer_meta
+
+    if isinstance(explainer, (str, os.PathLike)):
+        try:
+            return read_meta(checkpoint_path(explainer), "explainer")
+        except Exception:  # noqa: BLE001 - only for a hint; the pairing error itself is raised anyway
+            return {}
+    return explainer_meta(explainer)
+
+
 @dataclass
 class LiveConfig:
     """Options shared by ``play`` and ``record``."""
@@ -97,7 +111,16 @@ class LiveSession:
                 allow_mismatch=cfg.allow_mismatch,
             )
         except PairingError as err:
-            if not (own_agent and cfg.explainer is None and explainer == f"default:{name}"):
+            bundled_explainer = cfg.explainer is None and explainer == f"default:{name}"
+            if not own_agent and not bundled_explainer:
+                trained_for = (_explainer_meta(explainer).get("train_config") or {}).get("agent")
+                hint = f" (it was trained for {trained_for})" if trained_for else ""
+                raise PairingError(
+                    f"--explainer {cfg.explainer or type(explainer).__name__} was given without --agent, so the "
+                    f"bundled {name} agent was used, and the explainer does not belong to it; pass --agent with the "
+                    f"agent the explainer was trained for{hint}. {err}"
+                ) from None
+            if not (own_agent and bundled_explainer):
                 raise
             raise PairingError(
                 f"--agent {cfg.agent or type(agent).__name__} was given without --explainer, and the bundled "

@@ -206,3 +206,57 @@ def test_docstring_examples_run():
 
     res = doctest.testmod(runtime)
     assert res.attempted > 0 and res.failed == 0
+
+
+def test_static_batch_onnx_runs_any_batch_like_the_dynamic_one(tmp_path):
+    pytest.importorskip("onnxruntime")
+    exp = tiny_explainer(seed=5)
+    obs = np.random.default_rng(1).integers(0, 256, (6, 84, 84), dtype=np.uint8)
+    dynamic = load_runtime(exp, backend="onnx", device="cpu")
+    assert dynamic.batch_size is None
+    cached = load_runtime(exp, backend="onnx", device="cpu", batch_size=4)  # built in the cache
+    path = export_explainer(exp, "onnx", tmp_path / "b4.onnx", batch_size=4)
+    named = load_runtime(exp, backend="onnx", device="cpu", artifact=path)  # batch size adopted from the file
+    for rt in (cached, named):
+        for n in (1, 6):  # padded up to 4, and chunked as 4 + 2 (padded)
+            out = rt(obs[:n])
+            assert out.shape == (n, 5, 84, 84)
+            np.testing.assert_allclose(out, dynamic(obs[:n]), atol=1e-5)
+        assert rt.batch_size == 4
+
+
+def test_artifact_built_with_other_settings_is_refused(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from vmask_live.errors import ConfigError
+
+    exp = tiny_explainer(seed=6)
+    b4 = export_explainer(exp, "onnx", tmp_path / "b4.onnx", batch_size=4)
+    with pytest.raises(
+        ConfigError,
+        match=r"built with batch_size=4, asked batch_size=1.*refused.*vmask-live export .*--batch 1 .*drop the batch_size",
+    ):
+        load_runtime(exp, backend="onnx", batch_size=1, artifact=b4)
+    dyn = export_explainer(exp, "onnx", tmp_path / "dyn.onnx")
+    with pytest.raises(ConfigError, match=r"built with a dynamic batch, asked batch_size=4"):
+        load_runtime(exp, backend="onnx", batch_size=4, artifact=dyn)
+    # an older vmask-live recorded fp16 beside an fp32 ONNX model: the sidecar's claim is refused
+    side = json.loads(_sidecar(b4).read_text())
+    _sidecar(b4).write_text(json.dumps({**side, "precision": "fp16"}))
+    with pytest.raises(ValueError, match=r"claims precision 'fp16', which onnx artifacts never have.*re-export"):
+        load_runtime(exp, backend="onnx", artifact=b4)
+    assert load_runtime(exp, backend="onnx", batch_size=4, precision="fp32", artifact=b4.with_name("new.onnx"))
+
+
+def test_fp16_on_onnx_is_refused_not_recorded(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from vmask_live.errors import ConfigError
+
+    exp = tiny_explainer()
+    fp16_only_on_tensorrt = r"got 'fp16': ONNX Runtime runs fp32 only here; use the TensorRT backend for fp16"
+    with pytest.raises(ConfigError, match=fp16_only_on_tensorrt):
+        export_explainer(exp, "onnx", tmp_path / "h.onnx", precision="fp16")
+    with pytest.raises(ConfigError, match=fp16_only_on_tensorrt):
+        load_runtime(exp, backend="onnx", precision="fp16")
+    with pytest.raises(ConfigError, match=r"eager torch runs fp32 only"):
+        load_runtime(exp, backend="torch", precision="fp16")
+    assert not list(tmp_path.iterdir())  # no model, no sidecar claiming fp16
