@@ -16,6 +16,7 @@ import torch
 
 import vmask_live as vm
 from vmask_live.baselines import SaliencyMethod
+from vmask_live.errors import ObservationError
 from vmask_live.evaluate import EvaluateConfig
 from vmask_live.methods import METHODS, CountingAgent, MethodSpec, build_method, method_spec, register_method
 from vmask_live.metrics import evaluate_maps
@@ -130,10 +131,24 @@ def test_a_registered_method_is_known_everywhere(monkeypatch):
     methods.register_method(spec)
     assert methods.method_spec("uniform") is spec
     out = methods.build_method("uniform", tiny_agent(), Reference("black"), rise_masks=5)
-    assert out.attribute(torch.zeros(2, 1, 8, 8), torch.tensor([0, 1])).shape == (2, 8, 8)
+    assert out.attribute(torch.zeros(2, 1, 84, 84), torch.tensor([0, 1])).shape == (2, 84, 84)
+    with pytest.raises(ObservationError, match=r"shape \(B, 1, 84, 84\), got shape \(2, 1, 8, 8\)"):
+        out.attribute(torch.zeros(2, 1, 8, 8), torch.tensor([0, 1]))  # not the agent's states
     with pytest.raises(ValueError, match="'uniform' is already registered; pass replace=True"):
         methods.register_method(spec)
     assert "uniform" not in METHODS  # the module's table was patched, not this one
+
+
+@pytest.mark.parametrize("name", ["gradient", "rise", "greydanus"])
+def test_baselines_check_states_and_actions(name):
+    from vmask_live.errors import ConfigError
+
+    method = build_method(name, tiny_agent(), Reference("black"), rise_masks=8)
+    x = torch.rand(2, 1, 84, 84)
+    with pytest.raises(ObservationError, match=r"values in \[0, 1\]"):
+        method.attribute(x * 255, torch.tensor([0, 1]))  # raw pixels
+    with pytest.raises(ConfigError, match=r"actions in \[0, 4\]"):
+        method.attribute(x, torch.tensor([0, -1]))  # would explain the last action
 
 
 def test_method_spec_validates_itself():

@@ -74,3 +74,26 @@ def test_normalise_only_out_of_range_maps():
     assert normalise(inside) is inside
     out = normalise(torch.tensor([[[-2.0, 0.0], [2.0, 2.0]]]))
     assert out.min().item() == 0.0 and out.max().item() == 1.0
+
+
+def test_a_maps_score_never_depends_on_the_other_maps_of_its_batch():
+    from vmask_live.metrics import normalise
+
+    faint = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(0)) * 0.1
+    mixed = faint.clone()
+    mixed[1] *= 20  # one map of the batch leaves [0, 1]
+    assert torch.equal(normalise(mixed)[0], faint[0]) and torch.equal(normalise(mixed)[2], faint[2])
+    assert normalise(mixed)[1].max() == 1 and normalise(mixed)[1].min() == 0
+
+
+def test_evaluate_rescales_the_maps_of_methods_that_are_not_masks():
+    from vmask_live.evaluate import _unit_maps
+
+    faint = torch.rand(2, 8, 8, generator=torch.Generator().manual_seed(0)) * 0.01 + 0.001
+    for name in ("gradient", "integrated_gradients", "gradcam", "rise", "greydanus", "lime"):
+        m = _unit_maps(name, faint)  # a gradient that stays below 1 is no faint mask
+        assert torch.allclose(m.flatten(1).amax(1), torch.ones(2)) and torch.allclose(
+            m.flatten(1).amin(1), torch.zeros(2)
+        )
+    for name in ("visionmask", "explainer", "sarfa"):  # masks in [0, 1]: scored as they are
+        assert torch.equal(_unit_maps(name, faint), faint)

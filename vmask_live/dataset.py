@@ -316,6 +316,14 @@ def _check_agent_fits(agent: Any, env: Any, env_name: str, agent_spec: str) -> O
         problems.append(f"env {env_name!r} has the action space {space}, collect needs a Discrete one")
     elif int(space.n) != int(agent.n_actions):
         problems.append(f"the agent has {agent.n_actions} actions, env {env_name!r} has {int(space.n)}")
+    elif hasattr(env.unwrapped, "get_action_meanings"):
+        from vmask_live.pairing import action_names_mismatch
+
+        why = action_names_mismatch(
+            "the agent", getattr(agent, "action_names", None), env.unwrapped.get_action_meanings()
+        )
+        if why:
+            problems.append(why)
     fmt = ObsFormat.from_space(env.observation_space)
     af = agent.obs_format
     if (tuple(af.shape), af.layout) != (fmt.shape, fmt.layout) or not math.isclose(af.scale, fmt.scale):

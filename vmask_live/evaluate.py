@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import shutil
 import time
 from collections.abc import Callable
@@ -38,7 +39,7 @@ from vmask_live.atomic import atomic_write_bytes, atomic_write_text
 from vmask_live.checkpoint import tensors_sha256
 from vmask_live.errors import DatasetError, ObservationError, PairingError
 from vmask_live.methods import METHODS, CountingAgent, MethodSpec, build_method, check_requirements
-from vmask_live.metrics import evaluate_maps, normalise
+from vmask_live.metrics import METRICS_VERSION, evaluate_maps, normalise, rescale
 from vmask_live.object_metrics import (
     ACTORS,
     ObjectSettings,
@@ -599,6 +600,8 @@ def _run_key(cfg: EvaluateConfig, job: _Inputs, states: _TestStates, reference: 
     n_used = len(states.a)
     key = {
         "version": __version__,
+        "metrics": METRICS_VERSION,
+        "backend": str(getattr(job.vmask, "backend", "torch")),
         "dataset": states.ds.identity,
         "states": _states_id(states.x, states.a),
         "n": n_used,
@@ -652,9 +655,17 @@ def _run_methods(
             else:
                 results[name] = _measure(cfg, name, method, counting, job.agent, states, reference, common, bar, task)
                 atomic_write_text(path, json.dumps({"key": key, "result": results[name]}))
-            grid_maps[name] = normalise(method.attribute(x[:4], a[:4]).float()).numpy()
+            grid_maps[name] = normalise(_unit_maps(name, method.attribute(x[:4], a[:4]).float())).numpy()
             bar.advance(task)
     return results, grid_maps
+
+
+def _unit_maps(name: str, maps: torch.Tensor) -> torch.Tensor:
+    """The maps as the metrics take them: as they are for a method whose maps are masks in [0, 1]
+    (its ``value_range``), else min-max rescaled per map (SPEC: "for methods whose maps are not
+    in [0, 1], min-max normalise per map first")."""
+    lo, hi = METHODS[name].value_range or (-math.inf, math.inf)
+    return maps if 0 <= lo and hi <= 1 else rescale(maps)
 
 
 def _measure(
@@ -675,6 +686,7 @@ def _measure(
     t0 = time.perf_counter()
     maps = torch.cat([method.attribute(x[i : i + 16], a[i : i + 16]).float() for i in range(0, n_used, 16)])
     ms = 1000 * (time.perf_counter() - t0) / n_used
+    maps = _unit_maps(name, maps)
     passes = counting.states / n_used
     bar.update(task, description=f"{name}: metrics")
     res = evaluate_maps(agent, x, a, maps, reference, states.relevant, cfg.insertion_steps, with_lle=False)

@@ -36,7 +36,7 @@ import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -290,7 +290,48 @@ def build_method(
         raise TypeError(f"Unknown method settings {unknown}; expected some of {sorted(known)}")
     if spec.needs_checkpoint and explainer is None:
         raise ValueError(f"Method {name!r} needs a trained explainer checkpoint")
-    return spec.factory(agent, reference, explainer, **{k: v for k, v in settings.items() if k in spec.settings})
+    method = spec.factory(agent, reference, explainer, **{k: v for k, v in settings.items() if k in spec.settings})
+    return CheckedMethod(method, agent)
+
+
+def _agent_attr(agent: Any, name: str) -> Any:
+    """``agent.name``, looking through wrappers such as :class:`CountingAgent` (None if absent)."""
+    while agent is not None:
+        value = getattr(agent, name, None)
+        if value is not None:
+            return value
+        agent = getattr(agent, "agent", None)
+    return None
+
+
+class CheckedMethod:
+    """A saliency method whose ``attribute`` checks its inputs first, as :meth:`Explainer.attribute
+    <vmask_live.explainer.ExplainerBase.attribute>` does: model-space states of the agent's format
+    (``(B, C, H, W)`` floats in [0, 1], finite) and ``B`` actions in ``[0, K)``. Raw 0-255 pixels or
+    a negative action would otherwise give plausible maps of another input or another action."""
+
+    def __init__(self, method: Any, agent: Any) -> None:
+        self.method = method
+        self.obs_format = _agent_attr(agent, "obs_format")
+        self.n_actions = _agent_attr(agent, "n_actions")
+
+    def attribute(self, x: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        from vmask_live.explainer import check_actions
+        from vmask_live.observations import ObservationError
+
+        if self.obs_format is not None:
+            self.obs_format.check_model(x)
+        elif isinstance(x, torch.Tensor) and x.numel() and (x.min() < 0 or x.max() > 1):
+            raise ObservationError(
+                f"Expected model-space states in [0, 1], got values in [{float(x.min()):.4g}, {float(x.max()):.4g}]; "
+                "convert raw observations with obs_format.to_model(obs)"
+            )
+        n = int(self.n_actions) if self.n_actions is not None else int(actions.max()) + 1 if actions.numel() else 1
+        check_actions(actions, x.shape[0], n)
+        return self.method.attribute(x, actions)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.method, name)
 
 
 def check_requirements(names: Iterable[str]) -> None:

@@ -17,6 +17,8 @@ from vmask_live.overlay import overlay
 __all__ = [
     "SaliencyFn",
     "normalise",
+    "rescale",
+    "METRICS_VERSION",
     "accuracy",
     "insertion_deletion",
     "lle",
@@ -28,14 +30,31 @@ __all__ = [
 
 SaliencyFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
+METRICS_VERSION = 2
+"""Bumped whenever a metric's definition changes (2: maps rescaled per map, never per batch);
+``evaluate``'s cached results key on it, so no result of an older definition is reused."""
 
-def normalise(maps: torch.Tensor) -> torch.Tensor:
-    """Per-map min-max normalisation to [0, 1] for maps that are not already in [0, 1]."""
-    if maps.numel() and maps.min() >= 0 and maps.max() <= 1:
-        return maps
+
+def rescale(maps: torch.Tensor) -> torch.Tensor:
+    """Per-map min-max normalisation to [0, 1], every map (a constant map becomes all zeros)."""
     flat = maps.flatten(1)
     lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
     return ((flat - lo) / (hi - lo).clamp_min(1e-12)).view_as(maps)
+
+
+def normalise(maps: torch.Tensor) -> torch.Tensor:
+    """Per-map min-max normalisation to [0, 1] of each map that is not already in [0, 1]; maps in
+    [0, 1] stay as they are. Decided map by map, so a map's score never depends on the other maps
+    of its batch. Methods whose maps are not meant to be in [0, 1] (gradients, RISE, ...) are
+    rescaled by the caller (:func:`rescale`), as ``evaluate`` does from the method's ``value_range``:
+    a gradient map that happens to stay below 1 must not act as a faint mask."""
+    if not maps.numel():
+        return maps
+    flat = maps.flatten(1)
+    outside = (flat.min(1).values < 0) | (flat.max(1).values > 1)
+    if not outside.any():
+        return maps
+    return torch.where(outside.view(-1, *[1] * (maps.dim() - 1)), rescale(maps), maps)
 
 
 @torch.inference_mode()

@@ -13,7 +13,7 @@ from typing import Any
 from vmask_live.checkpoint import tensors_sha256
 from vmask_live.errors import PairingError
 
-__all__ = ["agent_hash", "explainer_meta", "check_pairing"]
+__all__ = ["agent_hash", "explainer_meta", "check_pairing", "action_names_mismatch"]
 
 
 def agent_hash(agent: Any) -> str:
@@ -61,4 +61,20 @@ def check_pairing(explainer: Any, agent: Any, *, allow_mismatch: bool = False) -
         f"  vmask-live collect --env {env} --agent YOUR_AGENT --out runs/data\n"
         "  vmask-live train --data runs/data --agent YOUR_AGENT --out runs/explainer\n"
         "or, if you really mean this pair, pass allow_mismatch=True (CLI: --allow-mismatch)"
+    )
+
+
+def _generic(names: Any) -> bool:
+    return not names or [str(n) for n in names] == [str(i) for i in range(len(names))]
+
+
+def action_names_mismatch(who: str, recorded: Any, env_names: Any) -> str | None:
+    """Why ``who``'s recorded action names say it belongs to another game than the env (``None``
+    when they match, or when either side only knows action indices). Two games with the same
+    number of actions (Ms. Pac-Man and Enduro: 9) pass every shape check; only the names differ."""
+    if _generic(recorded) or _generic(env_names) or list(recorded) == list(env_names):
+        return None
+    return (
+        f"{who} was made for the actions {list(recorded)}, but the env's actions are {list(env_names)}: it belongs "
+        "to another game with as many actions"
     )

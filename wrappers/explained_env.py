@@ -14,11 +14,11 @@ import numpy as np
 from gymnasium.core import ActType, ObsType, RenderFrame
 
 from vmask_live import objects as game_objects
-from vmask_live.errors import ConfigError, ObservationError
+from vmask_live.errors import ConfigError, ObservationError, PairingError
 from vmask_live.export import load_explainer
 from vmask_live.objects import GameObject, object_masks, object_mass
 from vmask_live.observations import ObsFormat
-from vmask_live.pairing import check_pairing
+from vmask_live.pairing import action_names_mismatch, check_pairing
 from vmask_live.render import ObjectCounterfactual, ViewState, compose
 from vmask_live.types import ExplainerSpec, ObsAdapter, SaliencyExplainer
 
@@ -132,6 +132,16 @@ def _one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(n)
 
 
+def _env_action_names(env: gym.Env) -> list[str] | None:
+    """The env's own action names (ALE's meanings, Beacon's), or None where it has none."""
+    if not hasattr(env.unwrapped, "get_action_meanings") or not isinstance(env.action_space, gym.spaces.Discrete):
+        return None
+    try:
+        return [str(n) for n in env.unwrapped.get_action_meanings()]
+    except Exception:  # noqa: BLE001 - names are only for a check; an env whose method fails has none
+        return None
+
+
 class ExplainCore:
     """What every explained env form shares: resolving the explainer and agent, the checks made
     when a wrapper is built (observations, action count, pairing, the ``objects`` flag) and the
@@ -154,12 +164,24 @@ class ExplainCore:
         backend: str,
         allow_mismatch: bool,
         objects: bool = True,
+        action_names: list[str] | None = None,
     ) -> None:
         if not isinstance(objects, bool):
             raise ConfigError(f"Expected `objects` to be a bool, got {type(objects).__name__}")
         self.explainer: SaliencyExplainer = resolve_explainer(explainer, backend)
         self.agent: Agent | None = resolve_agent(agent)
         self.to_explainer, self.to_agent = check_compatible(space, action_space, self.explainer, self.agent)
+        if action_names is not None and not allow_mismatch:  # the env's own names, where the caller knows them
+            why = [
+                action_names_mismatch(who, getattr(obj, "action_names", None), action_names)
+                for who, obj in (("The explainer", self.explainer), ("The agent", self.agent))
+                if obj is not None
+            ]
+            if any(why):
+                raise PairingError(
+                    "; ".join(w for w in why if w) + ". Use an agent and explainer trained on this env, or pass "
+                    "allow_mismatch=True (CLI: --allow-mismatch) if the actions really are the same."
+                )
         check_pairing(self.explainer, self.agent, allow_mismatch=allow_mismatch)
         self.concurrent = (
             self.agent is not None
@@ -283,7 +305,14 @@ class ExplainedEnv(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.Re
         )
         gym.Wrapper.__init__(self, env)
         self._core = ExplainCore(
-            env.observation_space, env.action_space, explainer, agent, backend, allow_mismatch, objects
+            env.observation_space,
+            env.action_space,
+            explainer,
+            agent,
+            backend,
+            allow_mismatch,
+            objects,
+            action_names=_env_action_names(env),
         )
         self.explainer: SaliencyExplainer = self._core.explainer
         self.agent: Agent | None = self._core.agent

@@ -303,3 +303,22 @@ def test_onnx_explainer_overlaps_the_agent_and_gives_the_sequential_results(monk
     monkeypatch.undo()
     assert env.step(0)[4]["saliency"].shape == (5, 84, 84)  # the worker is free again
     assert not _env(agent=tiny_agent(), backend="torch")._core.concurrent  # torch shares one thread pool
+
+
+def test_a_pair_of_another_game_with_as_many_actions_is_refused():
+    """Ms. Pac-Man and Enduro both have 9 actions and 4x84x84 frames: only the names tell them apart."""
+    from vmask_live.dataset import CollectConfig, collect
+    from vmask_live.errors import PairingError
+
+    with pytest.raises(
+        PairingError, match=r"explainer was made for the actions \['NOOP', 'UP'.*env's actions are \['NOOP', 'FIRE'"
+    ):
+        vm.ExplainedEnv(vm.make_env("Enduro"), "default:MsPacman", agent="default:MsPacman", backend="torch")
+    env = vm.ExplainedEnv(
+        vm.make_env("Enduro"), "default:MsPacman", agent="default:MsPacman", backend="torch", allow_mismatch=True
+    )
+    env.close()
+    with pytest.raises(ConfigError, match=r"cannot act in env 'Enduro': the agent was made for the actions"):
+        collect(
+            CollectConfig(env="Enduro", out="unused", steps=30), agent=vm.load_agent("default:MsPacman"), progress=False
+        )
