@@ -281,3 +281,15 @@ def test_play_with_own_explainer_and_no_agent_says_the_bundled_agent_was_used(tm
     out = " ".join(res.output.split())
     assert res.exit_code == 2 and "without --agent, so the bundled Beacon agent was used" in out, res.output
     assert "(it was trained for runs/mine/agent.safetensors)" in out, res.output
+
+
+def test_record_never_replaces_a_video_unless_asked(tmp_path):
+    out = tmp_path / "old.mp4"
+    out.write_bytes(b"an earlier video")
+    res = _invoke("record", "--env", "Beacon", "--out", str(out), "--max-steps", "2", "--backend", "torch")
+    assert res.exit_code == 2 and "already exists; pass --overwrite" in res.output, res.output
+    assert out.read_bytes() == b"an earlier video"
+    res = _invoke(
+        "record", "--env", "Beacon", "--out", str(out), "--max-steps", "2", "--backend", "torch", "--overwrite"
+    )
+    assert res.exit_code == 0 and out.read_bytes() != b"an earlier video", res.output

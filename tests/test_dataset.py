@@ -100,6 +100,9 @@ def test_shard_of_another_shape_is_reported_on_open(small):
         (lambda m: m.pop("obs_format"), r"lacks the key\(s\) 'obs_format'"),
         (lambda m: m["obs_format"].pop("layout"), r"obs_format lacks the key 'layout'"),
         (lambda m: m["shards"][0].pop("n"), r"shards\[0\] lacks the key\(s\) 'n'"),
+        (lambda m: m.update(version=7), r"format version 7; this vmask-live reads version 1"),
+        (lambda m: m["shards"].append(dict(m["shards"][0])), r"lists a shard twice"),
+        (lambda m: m.update(n_samples=m["n_samples"] + 1), r"says n_samples \d+, but its shards hold \d+ states"),
     ],
 )
 def test_manifest_missing_keys_are_named(small, edit, message):

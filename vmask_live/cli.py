@@ -286,11 +286,18 @@ def play(cfg: LiveConfig) -> None:
 
 
 @_config_command("record", _LIVE)
-def record(cfg: LiveConfig, out: Path = typer.Option(..., help="Video file (.mp4)")) -> None:
+def record(
+    cfg: LiveConfig,
+    out: Path = typer.Option(..., help="Video file (.mp4)"),
+    overwrite: bool = typer.Option(False, help="Replace an existing video file at --out"),
+) -> None:
     """Record the overlay video of the agent playing (finalised even on Ctrl-C or SIGTERM)."""
+    from vmask_live.errors import ConfigError
     from vmask_live.wrappers.live_app import record as run
 
-    with _job(interrupted=f"interrupted; {out} was finalised"):
+    with _job(interrupted=f"interrupted; {out} holds the frames recorded before it, if any"):
+        if out.exists() and not overwrite:
+            raise ConfigError(f"{str(out)!r} already exists; pass --overwrite to replace it, or another --out")
         stats = run(cfg, out)
     console.print(f"wrote {stats['path']}: {stats['frames']} frames, score {stats['score']:.0f}")
 

@@ -65,6 +65,8 @@ __all__ = ["CollectConfig", "collect", "Dataset", "DatasetError", "SPLITS", "MIN
 
 SPLITS = ("train", "val", "test")
 FORMAT = "vmask-live-dataset"
+VERSION = 1
+"""The manifest format version this code writes and reads."""
 MIN_EPISODES = 3
 """Fewest episodes that can be split into non-empty train, val and test splits."""
 
@@ -214,10 +216,23 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
     missing = [k for k in _REQUIRED_KEYS if k not in manifest]
     if missing:
         raise DatasetError(f"{str(mpath)!r} lacks the key(s) {', '.join(map(repr, missing))}; {fix}")
+    if manifest.get("version") != VERSION:
+        raise DatasetError(
+            f"{str(mpath)!r} is a dataset of format version {manifest.get('version')!r}; this vmask-live reads "
+            f"version {VERSION}: collect it again with this version"
+        )
     for pos, shard in enumerate(manifest["shards"]):
         lacking = [k for k in ("index", "n") if not isinstance(shard, dict) or k not in shard]
         if lacking:
             raise DatasetError(f"{str(mpath)!r}: shards[{pos}] lacks the key(s) {', '.join(map(repr, lacking))}; {fix}")
+    indices = [shard["index"] for shard in manifest["shards"]]
+    if len(set(indices)) != len(indices):
+        raise DatasetError(f"{str(mpath)!r} lists a shard twice (indices {indices}); {fix}")
+    stored = sum(int(shard["n"]) for shard in manifest["shards"])
+    if manifest.get("n_samples") != stored:
+        raise DatasetError(
+            f"{str(mpath)!r} says n_samples {manifest.get('n_samples')!r}, but its shards hold {stored} states; {fix}"
+        )
     try:
         ObsFormat.from_dict(manifest["obs_format"])
     except KeyError as err:
@@ -444,7 +459,7 @@ def _start_manifest(
     if not (out / "manifest.json").exists():
         return {
             "format": FORMAT,
-            "version": 1,
+            "version": VERSION,
             "env": env_name,
             "agent": cfg.agent,
             "agent_hash": a_hash,
@@ -552,7 +567,7 @@ class _ShardWriter:
         if annotator is not None:
             manifest.setdefault("object_categories", [])
             manifest.setdefault("max_objects", MAX_OBJECTS)
-        self.index = len(manifest["shards"])
+        self.index = max((int(s["index"]) + 1 for s in manifest["shards"]), default=0)  # never an existing shard's
         """Number of the next shard."""
         self.buffer: dict[str, list[np.ndarray]] = {k: [] for k in _ARRAYS}
         self.pending = 0

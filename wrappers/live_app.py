@@ -170,11 +170,13 @@ class LiveSession:
         self.reset()
         yield self.frame()
         while not self.done():
-            if self.step():
+            ended = self.step()
+            yield self.frame()  # every step's frame, an episode's last one included
+            if ended:
                 self.episode += 1
                 if not self.done():
                     self.reset()
-            yield self.frame()
+                    yield self.frame()  # the next episode's first
 
     def handle_key(self, key: str) -> str | None:
         """Apply a key (pygame key name); returns an action for the caller (quit, record, …)."""
@@ -347,7 +349,7 @@ def record(
     total = cfg.max_steps
     try:
         with (
-            sigterm_as_interrupt(f"terminated (SIGTERM); {out} was finalised"),
+            sigterm_as_interrupt(f"terminated (SIGTERM); {out} holds the frames recorded before it, if any"),
             VideoRecorder(out, cfg.fps or 30) as rec,
             Progress(disable=not progress, transient=True) as bar,
         ):

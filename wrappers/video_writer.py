@@ -36,6 +36,9 @@ class VideoRecorder:
 
     def __init__(self, path: str | os.PathLike, fps: float = 30.0) -> None:
         self.path = check_writable(path)
+        self.partial = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+        """Where frames go until :meth:`close` renames the finished video to ``path``: a file already
+        at ``path`` is replaced only by a complete video, and kept when no frame was written."""
         self.fps = float(fps)
         self._writer: Any = None
         self._size: tuple[int, int] | None = None
@@ -51,7 +54,7 @@ class VideoRecorder:
             h, w = frame.shape[:2]
             self._size = (w - w % 2, h - h % 2)  # codecs want even sizes
             fourcc = cv2.VideoWriter.fourcc(*("mp4v" if self.path.suffix.lower() == ".mp4" else "MJPG"))
-            writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, self._size)
+            writer = cv2.VideoWriter(str(self.partial), fourcc, self.fps, self._size)
             if not writer.isOpened():
                 raise OSError(f"OpenCV could not open a video writer for {str(self.path)!r}")
             self._writer = writer
@@ -61,9 +64,11 @@ class VideoRecorder:
         self.frames += 1
 
     def close(self) -> None:
+        """Finalise the video and move it to ``path`` (nothing is written when no frame came)."""
         if self._writer is not None:
             self._writer.release()
             self._writer = None
+            os.replace(self.partial, self.path)
 
     def __enter__(self) -> VideoRecorder:
         return self

@@ -119,6 +119,7 @@ def test_record_writes_a_readable_video(tmp_path):
             break
         frames.append(f)
     assert len(frames) == stats["frames"] == 21
+    assert not (tmp_path / ".run.partial.mp4").exists()  # finished: moved to out
     assert frames[0].shape[0] == 336 and frames[0].shape[1] > 336
     assert all(f.std() > 5 for f in frames)
 
@@ -203,3 +204,24 @@ def test_sigterm_during_record_leaves_a_playable_video(tmp_path):
     cap = cv2.VideoCapture(str(out))
     ok, frame = cap.read()
     assert ok and frame.shape[0] == 84 * 4 and cap.get(cv2.CAP_PROP_FRAME_COUNT) > 5
+
+
+def test_record_keeps_every_episodes_last_frame_and_never_half_replaces_a_video(tmp_path, monkeypatch):
+    import vmask_live.wrappers.live_app as live
+
+    out = tmp_path / "two.mp4"
+    cfg = LiveConfig(env="Beacon", episodes=2, scale=1, backend="torch")
+    stats = record(cfg, out, progress=False)  # the bundled Beacon pair reaches the beacon in a few dozen steps
+    assert stats["episodes"] == 2
+    assert stats["frames"] == stats["steps"] + 2  # each episode's first frame, then one per step
+    before = out.read_bytes()
+
+    class Stop(live.LiveSession):
+        def frames(self):
+            raise KeyboardInterrupt  # stopped before the first frame
+            yield
+
+    monkeypatch.setattr(live, "LiveSession", Stop)
+    with pytest.raises(KeyboardInterrupt):
+        record(cfg, out, progress=False)
+    assert out.read_bytes() == before  # the old video is intact
