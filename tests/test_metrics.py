@@ -97,3 +97,20 @@ def test_evaluate_rescales_the_maps_of_methods_that_are_not_masks():
         )
     for name in ("visionmask", "explainer", "sarfa"):  # masks in [0, 1]: scored as they are
         assert torch.equal(_unit_maps(name, faint), faint)
+
+
+def test_rescaling_non_mask_maps_changes_accuracy_only():
+    from vmask_live.metrics import evaluate_maps
+    from vmask_live.overlay import Reference
+    from vmask_live.testing import tiny_agent
+
+    agent = tiny_agent()
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 1, 84, 84, generator=g)
+    a = agent(x).argmax(1)
+    faint = torch.rand(6, 84, 84, generator=g) ** 4 * 0.01  # a gradient-like map: small values, never above 1
+    raw = evaluate_maps(agent, x, a, faint, Reference("black"), n_steps=10, with_lle=False)
+    unit = evaluate_maps(agent, x, a, faint, Reference("black"), n_steps=10, with_lle=False, rescale_maps=True)
+    assert unit["sparseness"] == raw["sparseness"]  # the Gini index of |m|, not of a shifted map
+    assert unit["insertion"] == raw["insertion"] and unit["deletion"] == raw["deletion"]  # rank-based
+    assert unit["accuracy"] >= raw["accuracy"]  # the faint map hardly keeps anything of the state

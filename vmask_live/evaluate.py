@@ -660,12 +660,17 @@ def _run_methods(
     return results, grid_maps
 
 
-def _unit_maps(name: str, maps: torch.Tensor) -> torch.Tensor:
-    """The maps as the metrics take them: as they are for a method whose maps are masks in [0, 1]
-    (its ``value_range``), else min-max rescaled per map (SPEC: "for methods whose maps are not
-    in [0, 1], min-max normalise per map first")."""
+def _not_masks(name: str) -> bool:
+    """Whether a method's maps are not masks in [0, 1] (its ``value_range``): SPEC asks to min-max
+    normalise such maps per map before accuracy ("for methods whose maps are not in [0, 1]")."""
     lo, hi = METHODS[name].value_range or (-math.inf, math.inf)
-    return maps if 0 <= lo and hi <= 1 else rescale(maps)
+    return not (0 <= lo and hi <= 1)
+
+
+def _unit_maps(name: str, maps: torch.Tensor) -> torch.Tensor:
+    """The maps as masks in [0, 1]: as they are for a method whose maps are masks, else min-max
+    rescaled per map (object masses and the qualitative grid; see :func:`_not_masks`)."""
+    return rescale(maps) if _not_masks(name) else maps
 
 
 def _measure(
@@ -686,10 +691,19 @@ def _measure(
     t0 = time.perf_counter()
     maps = torch.cat([method.attribute(x[i : i + 16], a[i : i + 16]).float() for i in range(0, n_used, 16)])
     ms = 1000 * (time.perf_counter() - t0) / n_used
-    maps = _unit_maps(name, maps)
     passes = counting.states / n_used
     bar.update(task, description=f"{name}: metrics")
-    res = evaluate_maps(agent, x, a, maps, reference, states.relevant, cfg.insertion_steps, with_lle=False)
+    res = evaluate_maps(
+        agent,
+        x,
+        a,
+        maps,
+        reference,
+        states.relevant,
+        cfg.insertion_steps,
+        with_lle=False,
+        rescale_maps=_not_masks(name),
+    )
     if n_lle:
         lle_res = evaluate_maps(
             agent,
@@ -706,7 +720,7 @@ def _measure(
         res.update(lle=lle_res["lle"], lle_eps=cfg.lle_eps, lle_neighbours=cfg.lle_neighbours)
     res.update(lle_n=n_lle, ms_per_frame=ms, agent_passes_per_frame=passes)
     if states.objects is not None:
-        res.update(object_scores(maps, states.objects.regions, states.objects.shuffled))
+        res.update(object_scores(_unit_maps(name, maps), states.objects.regions, states.objects.shuffled))
     return res
 
 

@@ -30,8 +30,9 @@ __all__ = [
 
 SaliencyFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
-METRICS_VERSION = 2
-"""Bumped whenever a metric's definition changes (2: maps rescaled per map, never per batch);
+METRICS_VERSION = 3
+"""Bumped whenever a metric's definition changes (2, 3: accuracy and relevance mass rescale the
+maps of non-mask methods per map, never per batch; sparseness takes the maps as they are);
 ``evaluate``'s cached results key on it, so no result of an older definition is reused."""
 
 
@@ -168,11 +169,16 @@ def evaluate_maps(
     lle_neighbours: int = 10,
     with_lle: bool = True,
     batch_size: int = 32,
+    rescale_maps: bool = False,
 ) -> dict[str, float | list[float]]:
     """All metrics of one saliency function on states ``x``, as means (and mean curves).
 
     ``fn`` is a saliency function or precomputed maps ``(B, H, W)`` (LLE then needs a function).
     ``reference`` is a :class:`~vmask_live.overlay.Reference` (or any ``states -> references``).
+    ``rescale_maps``: the maps are not masks in [0, 1] (gradients, RISE, LIME): accuracy and
+    relevance mass take each map min-max rescaled (:func:`rescale`); sparseness (the Gini index of
+    ``|m|``, as Quantus computes it), insertion/deletion and pointing, which a per-map rescaling
+    leaves unchanged or must not shift, take the maps as they are.
     """
     if isinstance(fn, torch.Tensor) and with_lle:
         raise ValueError("LLE re-explains perturbed states: pass a saliency function, not maps")
@@ -182,8 +188,9 @@ def evaluate_maps(
         xb, ab = x[sl], actions[sl]
         rb = reference(xb)
         maps = fn[sl].float() if isinstance(fn, torch.Tensor) else fn(xb, ab).float()
+        unit = rescale(maps) if rescale_maps else maps
         res: dict[str, torch.Tensor] = {
-            "accuracy": 100 * accuracy(agent, xb, ab, maps, rb).float(),
+            "accuracy": 100 * accuracy(agent, xb, ab, unit, rb).float(),
             "sparseness": sparseness(maps),
         }
         res.update(insertion_deletion(agent, xb, ab, normalise(maps), rb, n_steps))
@@ -194,7 +201,7 @@ def evaluate_maps(
             res["lle"] = lle(fn, xb, ab, lle_eps, lle_neighbours, seed=i)
         if relevant is not None:
             rel = relevant[sl]
-            res["relevance_mass"] = relevance_mass(maps, rel)
+            res["relevance_mass"] = relevance_mass(unit, rel)
             res["pointing_game"] = 100 * pointing_game(maps, rel).float()
             res["relevant_area"] = 100 * rel.flatten(1).float().mean(1)
         for k, value in res.items():
