@@ -174,6 +174,14 @@ class ExplainedVecEnv:
     read directly in a ``DummyVecEnv``, with one ``env_method("object_ram")`` per step in a
     ``SubprocVecEnv`` of envs made by :func:`vmask_live.make_env`.
 
+    At an episode's end SB3 returns the next episode's first observation and puts the last one in
+    ``info["terminal_observation"]``; the env's own keys in that info describe the last state. The
+    saliency keys describe the observation returned (the one the next action is taken on), and the
+    last state gets its own ``terminal_saliency``, ``terminal_saliency_action`` and
+    ``terminal_action_probs``, so that no key of the info is read against the wrong state. The
+    returned observation's keys are also in ``reset_infos[i]``, merged with the inner VecEnv's
+    reset info of that sub-env.
+
     RL-Zoo VecEnvs (``make_atari_env`` + ``VecFrameStack``) give channel-last ``(84, 84, 4)``
     frame stacks: they are transposed to the checkpoint's channel-first layout on the way in (the
     checkpoint records its layout), so no ``VecTransposeImage`` is needed. Created through
@@ -225,6 +233,14 @@ class ExplainedVecEnv:
                 for i, info in enumerate(infos):
                     info.update({k: v[i] for k, v in extra.items()})
                 add_objects(extra["saliency"], list(infos))
+                ended = [i for i, done in enumerate(dones) if done and "terminal_observation" in infos[i]]
+                if ended:  # the last states of ended episodes, in one batched call
+                    last = explain(np.stack([infos[i]["terminal_observation"] for i in ended]))
+                    inner = getattr(self.venv, "reset_infos", None)
+                    for j, i in enumerate(ended):
+                        infos[i].update({f"terminal_{k}": v[j] for k, v in last.items()})
+                        own = dict(inner[i]) if inner is not None and i < len(inner) else {}
+                        self.reset_infos[i] = {**own, **{k: v[i] for k, v in extra.items()}}
                 return obs, rewards, dones, infos
 
         return _ExplainedVecEnv()

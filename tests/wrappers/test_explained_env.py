@@ -171,6 +171,28 @@ def test_sb3_vec_env_wrapper():
     assert infos[0]["saliency"].shape == (5, 84, 84) and "action_probs" in infos[1]
 
 
+def test_sb3_vec_env_keys_at_an_episode_end_describe_the_right_state():
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    venv = DummyVecEnv([lambda: vm.make_env("Beacon") for _ in range(2)])
+    env = vm.wrappers.ExplainedVecEnv(venv, "default:Beacon", agent="default:Beacon", backend="torch")
+    env.reset()
+    actions = np.array([info["saliency_action"] for info in env.reset_infos])
+    for _ in range(300):  # the bundled agent reaches the beacon in a few dozen steps
+        obs, _, dones, infos = env.step(actions)
+        if dones.any():
+            break
+        actions = np.array([info["saliency_action"] for info in infos])
+    assert dones.any()
+    i = int(np.flatnonzero(dones)[0])
+    info = infos[i]
+    terminal = info["terminal_observation"][None]
+    np.testing.assert_allclose(info["terminal_saliency"], env.explainer(terminal)[0], atol=1e-6)
+    np.testing.assert_allclose(info["saliency"], env.explainer(obs[i : i + 1])[0], atol=1e-6)  # the returned obs
+    np.testing.assert_allclose(env.reset_infos[i]["saliency"], info["saliency"])
+    assert "relevant_mask" in env.reset_infos[i]  # the inner env's own reset keys are kept
+
+
 def test_vm_wrappers_resolves_in_a_fresh_interpreter():
     import subprocess
     import sys
