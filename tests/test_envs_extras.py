@@ -56,7 +56,8 @@ def _explained_steps(env, n_steps: int = 4) -> None:
     names = action_names(env)
     explainer = tiny_explainer(obs_format=fmt, n_actions=k, action_names=names)
     # backend="torch": these tests are about the envs; the ONNX export is tested elsewhere
-    explained = vm.ExplainedEnv(env, explainer, agent=tiny_agent(obs_format=fmt, n_actions=k), backend="torch")
+    agent = tiny_agent(obs_format=fmt, n_actions=k, action_names=names)
+    explained = vm.ExplainedEnv(env, explainer, agent=agent, backend="torch")
     obs, info = explained.reset(seed=0)
     frame0 = env.render()
     for _ in range(n_steps):

@@ -42,9 +42,11 @@ def tiny_explainer(
     return Explainer(net, "fcn", kwargs, obs_format, Reference("black"), names, meta)
 
 
-def tiny_agent(seed: int = 0, obs_format: ObsFormat = BEACON_FORMAT, n_actions: int = 5) -> TorchAgent:
-    """A small seeded (untrained) CNN agent."""
+def tiny_agent(
+    seed: int = 0, obs_format: ObsFormat = BEACON_FORMAT, n_actions: int = 5, action_names: list[str] | None = None
+) -> TorchAgent:
+    """A small seeded (untrained) CNN agent (Beacon's action names for 5 actions unless given)."""
     torch.manual_seed(seed)
     c, h, w = obs_format.chw
-    names = ACTION_NAMES if n_actions == 5 else None
+    names = action_names or (ACTION_NAMES if n_actions == 5 else None)
     return TorchAgent(SmallCNN(c, n_actions, (h, w), width=4), obs_format, n_actions, 1.0, names).freeze()
