@@ -61,3 +61,19 @@ def test_missing_weights_are_reported(tmp_path):
     save_checkpoint(tmp_path / "bad.safetensors", tensors, meta)
     with pytest.raises(CheckpointError, match="missing keys"):
         load_explainer(tmp_path / "bad.safetensors", backend="none")
+
+
+def test_explainer_file_whose_names_or_reference_do_not_fit_is_refused(tmp_path):
+    from vmask_live.checkpoint import read_checkpoint, save_checkpoint
+    from vmask_live.errors import CheckpointError
+    from vmask_live.explainer import Explainer
+    from vmask_live.testing import tiny_explainer
+
+    path = tiny_explainer().save(tmp_path / "e.safetensors")
+    tensors, meta = read_checkpoint(path, "explainer")
+    save_checkpoint(tmp_path / "names.safetensors", tensors, {**meta, "action_names": ["A", "B", "C"]})
+    with pytest.raises(CheckpointError, match="names 3 actions but its network makes 5 maps"):
+        Explainer.load(tmp_path / "names.safetensors")
+    save_checkpoint(tmp_path / "ref.safetensors", tensors, {**meta, "reference": {"kind": "blur"}})
+    with pytest.raises(CheckpointError, match="has a reference it cannot rebuild"):
+        Explainer.load(tmp_path / "ref.safetensors")

@@ -196,9 +196,25 @@ class Explainer(ExplainerBase):
         except (KeyError, TypeError, ValueError) as err:
             raise CheckpointError(f"Explainer checkpoint {str(path)!r} has incomplete metadata: {err!r}") from err
         load_state(net, tensors, "net.", path)
-        reference = Reference(
-            ref_meta["kind"], tensors.get("reference.image"), ref_meta.get("blur_kernel"), ref_meta.get("blur_sigma")
-        )
+        k = meta["arch_kwargs"].get("n_actions")
+        if not isinstance(action_names, list) or (k is not None and len(action_names) != k):
+            raise CheckpointError(
+                f"Explainer checkpoint {str(path)!r} names {len(action_names) if isinstance(action_names, list) else '?'} "
+                f"actions but its network makes {k} maps; the file was edited or mixed up: re-save it with "
+                "Explainer.save (or retrain)"
+            )
+        try:
+            reference = Reference(
+                ref_meta["kind"],
+                tensors.get("reference.image"),
+                ref_meta.get("blur_kernel"),
+                ref_meta.get("blur_sigma"),
+            )
+        except (ConfigError, KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(
+                f"Explainer checkpoint {str(path)!r} has a reference it cannot rebuild ({ref_meta!r}: {err!r}); the file "
+                "was edited or mixed up: re-save it with Explainer.save (or retrain)"
+            ) from None
         known = {"format", "version", "arch", "arch_kwargs", "n_actions", "action_names", "obs_format", "reference"}
         exp = cls(
             net.eval(),

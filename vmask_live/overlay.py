@@ -80,6 +80,11 @@ class Reference:
             raise ConfigError(f"Expected reference kind in {REFERENCE_KINDS}, got {kind!r}")
         if kind in ("background", "mean") and image is None:
             raise ConfigError(f"Reference {kind!r} needs an image computed from the training data")
+        if kind == "blur" and (blur_kernel is None or blur_sigma is None):
+            raise ConfigError(
+                f"Reference 'blur' needs blur_kernel and blur_sigma, got {blur_kernel!r} and {blur_sigma!r}; "
+                "Reference.from_data('blur', height=H) picks the paper's scaled to the frame"
+            )
         self.kind = kind
         self.image = None if image is None else torch.as_tensor(np.asarray(image), dtype=torch.float32)
         self.blur_kernel = blur_kernel
