@@ -331,12 +331,11 @@ def _check_agent_fits(agent: Any, env: Any, env_name: str, agent_spec: str) -> O
         problems.append(f"env {env_name!r} has the action space {space}, collect needs a Discrete one")
     elif int(space.n) != int(agent.n_actions):
         problems.append(f"the agent has {agent.n_actions} actions, env {env_name!r} has {int(space.n)}")
-    elif hasattr(env.unwrapped, "get_action_meanings"):
+    else:
+        from vmask_live.envs import action_names
         from vmask_live.pairing import action_names_mismatch
 
-        why = action_names_mismatch(
-            "the agent", getattr(agent, "action_names", None), env.unwrapped.get_action_meanings()
-        )
+        why = action_names_mismatch("the agent", getattr(agent, "action_names", None), action_names(env))
         if why:
             problems.append(why)
     fmt = ObsFormat.from_space(env.observation_space)

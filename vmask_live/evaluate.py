@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import shutil
 import time
 from collections.abc import Callable
@@ -660,17 +659,10 @@ def _run_methods(
     return results, grid_maps
 
 
-def _not_masks(name: str) -> bool:
-    """Whether a method's maps are not masks in [0, 1] (its ``value_range``): SPEC asks to min-max
-    normalise such maps per map before accuracy ("for methods whose maps are not in [0, 1]")."""
-    lo, hi = METHODS[name].value_range or (-math.inf, math.inf)
-    return not (0 <= lo and hi <= 1)
-
-
 def _unit_maps(name: str, maps: torch.Tensor) -> torch.Tensor:
     """The maps as masks in [0, 1]: as they are for a method whose maps are masks, else min-max
-    rescaled per map (object masses and the qualitative grid; see :func:`_not_masks`)."""
-    return rescale(maps) if _not_masks(name) else maps
+    rescaled per map (object masses and the qualitative grid; see :attr:`MethodSpec.gives_masks`)."""
+    return maps if METHODS[name].gives_masks else rescale(maps)
 
 
 def _measure(
@@ -702,7 +694,7 @@ def _measure(
         states.relevant,
         cfg.insertion_steps,
         with_lle=False,
-        rescale_maps=_not_masks(name),
+        rescale_maps=not METHODS[name].gives_masks,
     )
     if n_lle:
         lle_res = evaluate_maps(

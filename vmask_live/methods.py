@@ -123,6 +123,12 @@ class MethodSpec:
             raise ValueError(f"Invalid MethodSpec {self.name!r}: expected " + "; expected ".join(problems))
 
     @property
+    def gives_masks(self) -> bool:
+        """Whether its maps are masks in [0, 1] (``value_range``), scored as they are; other maps are
+        min-max normalised per map before accuracy (SPEC: "for methods whose maps are not in [0, 1]")."""
+        return self.value_range is not None and 0 <= self.value_range[0] and self.value_range[1] <= 1
+
+    @property
     def needs_checkpoint(self) -> bool:
         """Whether it runs a trained explainer (VisionMask, Stalder et al.'s Explainer)."""
         return self.checkpoint is not None

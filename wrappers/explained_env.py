@@ -14,6 +14,7 @@ import numpy as np
 from gymnasium.core import ActType, ObsType, RenderFrame
 
 from vmask_live import objects as game_objects
+from vmask_live.envs import action_names
 from vmask_live.errors import ConfigError, ObservationError, PairingError
 from vmask_live.export import load_explainer
 from vmask_live.objects import GameObject, object_masks, object_mass
@@ -130,16 +131,6 @@ def _one_torch_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(n)
-
-
-def _env_action_names(env: gym.Env) -> list[str] | None:
-    """The env's own action names (ALE's meanings, Beacon's), or None where it has none."""
-    if not hasattr(env.unwrapped, "get_action_meanings") or not isinstance(env.action_space, gym.spaces.Discrete):
-        return None
-    try:
-        return [str(n) for n in env.unwrapped.get_action_meanings()]
-    except Exception:  # noqa: BLE001 - names are only for a check; an env whose method fails has none
-        return None
 
 
 class ExplainCore:
@@ -312,7 +303,7 @@ class ExplainedEnv(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.Re
             backend,
             allow_mismatch,
             objects,
-            action_names=_env_action_names(env),
+            action_names=action_names(env) if isinstance(env.action_space, gym.spaces.Discrete) else None,
         )
         self.explainer: SaliencyExplainer = self._core.explainer
         self.agent: Agent | None = self._core.agent
