@@ -1,6 +1,6 @@
 """Explainer latency per backend and ExplainedEnv overhead, measured side by side in one run.
 
-    python benchmarks/bench_latency.py [--explainer default:MsPacman] [--repeats 200]
+    python benchmarks/bench_latency.py [--explainer default:MsPacman] [--repeats 200] [--skip-backends]
 
 Prints markdown tables: ms/frame at batch 1 and 16 for each available backend (eager torch,
 torch.compile, ONNX Runtime, TensorRT on CUDA) with its map parity to eager torch on the 64 shipped
@@ -191,8 +191,10 @@ def main() -> None:
     p.add_argument("--env", default="MsPacman")
     p.add_argument("--repeats", type=int, default=200)
     p.add_argument("--skip-env", action="store_true")
+    p.add_argument("--skip-backends", action="store_true", help="only the env tables")
     args = p.parse_args()
-    backends_table(args.explainer, args.repeats)
+    if not args.skip_backends:
+        backends_table(args.explainer, args.repeats)
     if not args.skip_env:
         env_table(args.env, args.explainer, args.agent, args.repeats)
 

@@ -27,7 +27,16 @@ from vmask_live.atari_objects import (
     mspacman_pills,
 )
 from vmask_live.errors import ConfigError
-from vmask_live.objects import GameObject, annotate, annotator_for, object_masks, object_mass, screen_to_obs
+from vmask_live.objects import (
+    GameObject,
+    annotate,
+    annotator_for,
+    box_mass,
+    box_pixels,
+    object_masks,
+    object_mass,
+    screen_to_obs,
+)
 
 DATA = Path(__file__).parent / "data"
 RECORDED = json.loads((DATA / "ocatari_reference.json").read_text())
@@ -482,3 +491,29 @@ def test_enduro_rules():
     ram[59] = 9 << 3  # the scroll byte moves the nearer bands further down
     moved = {o.name: o.box[1] - boxes[o.name][1] for o in annotate_enduro(ram, obs_hw=SCREEN) if o.category == "car"}
     assert moved == {"car 0": -9.0, "car 3": -6.0, "car 6": -5.0}  # 9 * 0.9 ** slot, cut
+
+
+def test_box_pixels_prepared_without_maps_give_object_mass():
+    rng = np.random.default_rng(0)
+    maps = rng.random((3, 12, 10), dtype=np.float32)
+    objs = [
+        GameObject("player", 0, (0.0, 0.0, 2.0, 2.0)),
+        GameObject("ghost", 1, (8.5, 9.0, 14.0, 15.0)),  # clipped at the bottom-right
+        GameObject("fruit", 0, (20.0, 20.0, 22.0, 22.0)),  # off the frame: share 0
+        GameObject("pill", 3, (4.0, 4.0, 5.0, 5.0)),  # items are not dilated
+    ]
+    boxes = box_pixels(objs, (12, 10), dilate=1)
+    mass = box_mass(maps, boxes)
+    assert mass.keys() == object_mass(maps, objs, dilate=1).keys()
+    for name, share in object_mass(maps, objs, dilate=1).items():
+        np.testing.assert_array_equal(mass[name], share)
+    total = maps.sum((1, 2))
+    np.testing.assert_allclose(mass["ghost 1"], maps[:, 8:, 7:].sum((1, 2)) / total, rtol=1e-5)
+    np.testing.assert_allclose(mass["pill 3"], maps[:, 4, 4] / total, rtol=1e-5)
+    np.testing.assert_array_equal(mass["fruit"], 0)
+
+
+def test_box_mass_refuses_maps_of_another_size():
+    boxes = box_pixels([GameObject("player", 0, (0.0, 0.0, 2.0, 2.0))], (84, 84))
+    with pytest.raises(ConfigError, match=r"Expected maps of shape \(K, 84, 84\) for these boxes, got \(9, 64, 128\)"):
+        box_mass(np.ones((9, 64, 128), np.float32), boxes)

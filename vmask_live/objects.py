@@ -35,6 +35,9 @@ __all__ = [
     "screen_to_obs",
     "object_masks",
     "object_mass",
+    "BoxPixels",
+    "box_pixels",
+    "box_mass",
     "union_mass",
     "ANNOTATORS",
     "ITEM_CATEGORIES",
@@ -181,6 +184,60 @@ def object_masks(objects: Sequence[GameObject], hw: Sequence[int] = (84, 84), di
     return masks
 
 
+@dataclass(frozen=True)
+class BoxPixels:
+    """The flat pixel indices of every object's (dilated, clipped) box in an ``(H, W)`` frame,
+    grouped per object: what :func:`object_mass` sums. Made from the objects alone, so it can be
+    prepared before the maps exist (``ExplainedEnv`` does it while the explainer runs)."""
+
+    names: tuple[str, ...]
+    hw: tuple[int, int]
+    pixels: np.ndarray
+    """``(P,)`` int64 flat indices ``row * W + col``, the boxes one after the other."""
+    starts: np.ndarray
+    """``(N,)`` where each object's pixels start in :attr:`pixels`."""
+    filled: np.ndarray
+    """``(N,)`` bool: the box keeps at least one pixel after clipping."""
+
+
+def box_pixels(objects: Sequence[GameObject], hw: Sequence[int] = (84, 84), dilate: int = 2) -> BoxPixels:
+    """The pixels :func:`object_mass` sums for ``objects`` in an ``hw`` frame (boxes dilated by
+    ``dilate``, not :data:`ITEM_CATEGORIES`)."""
+    h, w = int(hw[0]), int(hw[1])
+    # Every box's pixels in one row, for one segmented sum: a few numpy calls however many objects
+    # (160 with the pills), and no torch op, which would re-form torch's thread team after
+    # ExplainedEnv's one-thread agent call (~1 ms).
+    r0, r1, c0, c1 = _bounds(objects, (h, w), dilate).T
+    bw = c1 - c0
+    sizes = (r1 - r0) * bw
+    starts = np.cumsum(sizes) - sizes
+    box = np.repeat(np.arange(len(objects)), sizes)
+    offset = np.arange(int(sizes.sum())) - starts[box]
+    pixels = (r0[box] + offset // bw[box]) * w + c0[box] + offset % bw[box]  # empty boxes have no rows here
+    return BoxPixels(tuple(obj.name for obj in objects), (h, w), pixels, starts, sizes > 0)
+
+
+def box_mass(maps: np.ndarray, boxes: BoxPixels) -> dict[str, np.ndarray]:
+    """Each box's share of each map's mass, ``{name: (K,) float32}`` (see :func:`object_mass`).
+
+    Raises:
+        ConfigError: ``maps`` is not ``(K, H, W)`` with the ``(H, W)`` the boxes were made for.
+    """
+    maps = _checked_maps(maps)
+    if maps.shape[1:] != boxes.hw:
+        raise ConfigError(f"Expected maps of shape (K, {boxes.hw[0]}, {boxes.hw[1]}) for these boxes, got {maps.shape}")
+    if not boxes.names:
+        return {}
+    k = maps.shape[0]
+    sums = np.zeros((k, len(boxes.names)), dtype=np.float64)
+    if boxes.filled.any():
+        flat = maps.reshape(k, -1)[:, boxes.pixels]
+        sums[:, boxes.filled] = np.add.reduceat(flat, boxes.starts[boxes.filled], axis=1, dtype=np.float64)
+    total = maps.sum(axis=(1, 2), dtype=np.float64)
+    shares = np.ascontiguousarray((sums / np.where(total > 0, total, 1.0)[:, None]).T, dtype=np.float32)
+    return dict(zip(boxes.names, shares, strict=True))
+
+
 def object_mass(maps: np.ndarray, objects: Sequence[GameObject], dilate: int = 2) -> dict[str, np.ndarray]:
     """Each object's share of each map's mass: ``{name: (K,) float32}``, ``sum_{p in box} m_p / sum_p m_p``.
 
@@ -192,26 +249,7 @@ def object_mass(maps: np.ndarray, objects: Sequence[GameObject], dilate: int = 2
     Overlapping boxes each count the shared pixels, so the shares of all objects may exceed 1.
     """
     maps = _checked_maps(maps)
-    if not objects:
-        return {}
-    # Gather the pixels of every box into one row, then one segmented sum: a few numpy calls however
-    # many objects (160 with the pills), and no torch op, which would re-form torch's thread team
-    # after ExplainedEnv's one-thread agent call (~1 ms).
-    k, h, w = maps.shape
-    r0, r1, c0, c1 = _bounds(objects, (h, w), dilate).T
-    bw = c1 - c0
-    sizes = (r1 - r0) * bw
-    starts = np.cumsum(sizes) - sizes
-    box = np.repeat(np.arange(len(objects)), sizes)
-    offset = np.arange(int(sizes.sum())) - starts[box]
-    pixels = (r0[box] + offset // bw[box]) * w + c0[box] + offset % bw[box]
-    sums = np.zeros((k, len(objects)), dtype=np.float64)
-    filled = sizes > 0
-    if filled.any():
-        sums[:, filled] = np.add.reduceat(maps.reshape(k, -1)[:, pixels], starts[filled], axis=1, dtype=np.float64)
-    total = maps.sum(axis=(1, 2), dtype=np.float64)
-    shares = np.ascontiguousarray((sums / np.where(total > 0, total, 1.0)[:, None]).T, dtype=np.float32)
-    return dict(zip((obj.name for obj in objects), shares, strict=True))
+    return box_mass(maps, box_pixels(objects, maps.shape[1:], dilate))
 
 
 def union_mass(maps: np.ndarray, objects: Sequence[GameObject], dilate: int = 2) -> np.ndarray:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, SupportsFloat
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, SupportsFloat, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -17,7 +18,7 @@ from vmask_live import objects as game_objects
 from vmask_live.envs import action_names
 from vmask_live.errors import ConfigError, ObservationError, PairingError
 from vmask_live.export import load_explainer
-from vmask_live.objects import GameObject, object_masks, object_mass
+from vmask_live.objects import BoxPixels, GameObject, box_mass, box_pixels, object_masks
 from vmask_live.observations import ObsFormat
 from vmask_live.pairing import action_names_mismatch, check_pairing
 from vmask_live.render import ObjectCounterfactual, ViewState, compose
@@ -25,6 +26,8 @@ from vmask_live.types import ExplainerSpec, ObsAdapter, SaliencyExplainer
 
 if TYPE_CHECKING:
     from vmask_live.agents import Agent
+
+T = TypeVar("T")
 
 __all__ = ["ExplainedEnv", "ExplainCore", "resolve_explainer", "resolve_agent", "check_compatible"]
 
@@ -182,38 +185,60 @@ class ExplainCore:
         """Whether single observations overlap the explainer and agent calls (see the class)."""
 
     def __call__(self, obs: np.ndarray) -> dict[str, np.ndarray]:
+        """``{"saliency": (N, K, H, W)}`` for a raw observation batch, with an agent also
+        ``"saliency_action"`` ``(N,)`` and ``"action_probs"`` ``(N, K)``."""
+        return self.call_with(obs, None)[0]
+
+    def call_with(self, obs: np.ndarray, meanwhile: Callable[[], T] | None) -> tuple[dict[str, np.ndarray], T | None]:
+        """As ``__call__``, and also run ``meanwhile()`` (numpy work that needs no maps, e.g. the
+        game objects) on this thread while the explainer runs in the background; its result is
+        returned beside the outputs (``None`` without ``meanwhile``)."""
         obs = np.asarray(obs)
+        extra: T | None = None
         if self.agent is None or self.to_agent is None:
-            return {"saliency": self.explainer(self.to_explainer(obs))}
+            out = {"saliency": self.explainer(self.to_explainer(obs))}
+            return out, meanwhile() if meanwhile is not None else None
         if self.concurrent and len(obs) == 1:
             maps: Future[np.ndarray] = _worker().submit(self.explainer, self.to_explainer(obs))
             try:
                 with _one_torch_thread():
                     actions, probs, _ = self.agent.act(self.to_agent(obs))
+                extra = meanwhile() if meanwhile is not None else None
             finally:
                 saliency = maps.result()  # waited for even when the agent raised
         else:
             saliency = self.explainer(self.to_explainer(obs))
             actions, probs, _ = self.agent.act(self.to_agent(obs))
-        return {"saliency": saliency, "saliency_action": actions, "action_probs": probs}
+            extra = meanwhile() if meanwhile is not None else None
+        return {"saliency": saliency, "saliency_action": actions, "action_probs": probs}, extra
 
 
 OBJECT_KEYS = ("objects", "saliency_objects")
 """The ``info`` keys added where a game's objects are known."""
 
 
-def object_info(
-    env: gym.Env, annotator: game_objects.Annotator, maps: np.ndarray
-) -> tuple[list[GameObject], dict[str, Any]]:
-    """The objects of ``env``'s current state and the single-env info keys for them and ``maps``
-    ``(K, H, W)``: ``objects`` (dicts) and ``saliency_objects`` (each object's share of each map)."""
-    objs = game_objects.annotate(env, annotator) or []  # never None: the annotator is given
-    return objs, object_keys(objs, maps)
+@dataclass(frozen=True)
+class PreparedObjects:
+    """A state's objects with everything their info keys need but the maps (made while the
+    explainer runs): the objects, their ``info["objects"]`` dicts and the box pixels to sum."""
+
+    objects: list[GameObject]
+    dicts: list[dict[str, Any]]
+    boxes: BoxPixels
+
+    @classmethod
+    def of(cls, objs: list[GameObject], hw: tuple[int, int]) -> PreparedObjects:
+        return cls(objs, [obj.to_dict() for obj in objs], box_pixels(objs, hw))
+
+    def keys(self, maps: np.ndarray) -> dict[str, Any]:
+        """The single-env info keys for these objects and ``maps`` ``(K, H, W)``: ``objects``
+        (dicts) and ``saliency_objects`` (each object's share of each map)."""
+        return {"objects": self.dicts, "saliency_objects": box_mass(maps, self.boxes)}
 
 
 def object_keys(objs: list[GameObject], maps: np.ndarray) -> dict[str, Any]:
     """The single-env info keys for ``objs`` and ``maps`` ``(K, H, W)``."""
-    return {"objects": [obj.to_dict() for obj in objs], "saliency_objects": object_mass(maps, objs)}
+    return PreparedObjects.of(objs, maps.shape[1:]).keys(maps)
 
 
 class ExplainedEnv(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.RecordConstructorArgs):
@@ -327,7 +352,14 @@ class ExplainedEnv(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.Re
             if key in info:
                 raise ConfigError(f"info already has a {key!r} entry; pass objects=False or unwrap the other explainer")
         raw = np.asarray(obs)[None]
-        out = self._core(raw)
+        annotator, hw = self.annotator, self.obs_format.chw[1:]
+        prepare = None
+        if annotator is not None:
+
+            def prepare() -> PreparedObjects:
+                return PreparedObjects.of(game_objects.annotate(self.env, annotator) or [], hw)
+
+        out, prepared = self._core.call_with(raw, prepare)
         maps = out["saliency"][0]
         self.last_obs, self.last_saliency = self._core.to_explainer(raw)[0], maps
         info = dict(info)
@@ -336,9 +368,9 @@ class ExplainedEnv(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.Re
             self.last_probs = out["action_probs"][0]
             info["saliency_action"] = int(out["saliency_action"][0])
             info["action_probs"] = out["action_probs"][0]
-        if self.annotator is not None:
-            self.last_objects, keys = object_info(self.env, self.annotator, maps)
-            info.update(keys)
+        if prepared is not None:
+            self.last_objects = prepared.objects
+            info.update(prepared.keys(maps))
         return info
 
     def reset(

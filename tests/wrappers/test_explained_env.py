@@ -344,3 +344,24 @@ def test_a_pair_of_another_game_with_as_many_actions_is_refused():
         collect(
             CollectConfig(env="Enduro", out="unused", steps=30), agent=vm.load_agent("default:MsPacman"), progress=False
         )
+
+
+@pytest.mark.parametrize("backend", ["onnx", "torch"])
+def test_work_done_meanwhile_runs_on_the_caller_thread_and_comes_back(backend):
+    import threading
+
+    env = _env(agent=tiny_agent(), backend=backend)
+    assert env._core.concurrent == (backend == "onnx")
+    obs, _ = env.reset(seed=0)
+    ran_on = []
+
+    def meanwhile():
+        ran_on.append(threading.current_thread())
+        return "objects"
+
+    out, extra = env._core.call_with(obs[None], meanwhile)
+    assert extra == "objects" and ran_on == [threading.current_thread()]
+    plain = env._core(obs[None])
+    np.testing.assert_array_equal(out["saliency"], plain["saliency"])
+    np.testing.assert_array_equal(out["saliency_action"], plain["saliency_action"])
+    assert env._core.call_with(obs[None], None)[1] is None
