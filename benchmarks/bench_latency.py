@@ -5,7 +5,7 @@
 Prints markdown tables: ms/frame at batch 1 and 16 for each available backend (eager torch,
 torch.compile, ONNX Runtime, TensorRT on CUDA) with its map parity to eager torch on the 64 shipped
 Ms. Pac-Man test states (max abs difference; share of maps whose most salient pixel is one of eager's, ties within 1e-4), then env+agent step vs ExplainedEnv step
-(backend auto), the headless play-loop FPS at scale 4 (SDL dummy driver), and the vector form's
+(backend auto; the loops timed side by side, one step of each in turn), the headless play-loop FPS at scale 4 (SDL dummy driver), and the vector form's
 throughput at 16 envs against the single-env form.
 """
 
@@ -120,9 +120,7 @@ def env_table(env_name: str, spec: str, agent_spec: str, repeats: int) -> None:
         if term or trunc:
             obs, _ = bare.reset()
 
-    t_bare = _time(bare_step, repeats)
-
-    def wrapped_time(objects: bool, concurrent: bool = True) -> tuple[float, str]:
+    def wrapped_loop(objects: bool, concurrent: bool = True):
         wrapped = vm.ExplainedEnv(vm.make_env(env_name), exp, agent=agent, objects=objects)
         wrapped._core.concurrent &= concurrent
         info = wrapped.reset(seed=0)[1]
@@ -133,16 +131,26 @@ def env_table(env_name: str, spec: str, agent_spec: str, repeats: int) -> None:
             if term or trunc:
                 _, info = wrapped.reset()
 
-        return _time(wrapped_step, repeats), getattr(wrapped.explainer, "backend", "torch (eager)")
+        return wrapped_step, getattr(wrapped.explainer, "backend", "torch (eager)")
 
-    t_wrapped, rt_backend = wrapped_time(objects=True)
-    t_no_objects, _ = wrapped_time(objects=False)
-    t_sequential, _ = wrapped_time(objects=True, concurrent=False)
+    # Side by side: one step of each loop in turn, so that the machine's load hits all alike.
+    loops = {"bare": bare_step}
+    loops["wrapped"], rt_backend = wrapped_loop(objects=True)
+    loops["no_objects"], _ = wrapped_loop(objects=False)
+    loops["sequential"], _ = wrapped_loop(objects=True, concurrent=False)
+    samples: dict[str, list[float]] = {name: [] for name in loops}
+    for i in range(repeats + 10):
+        for name, step in loops.items():
+            t = time.perf_counter()
+            step()
+            if i >= 10:  # warm-up
+                samples[name].append(time.perf_counter() - t)
+    ms = {name: 1000 * statistics.median(v) for name, v in samples.items()}
+    t_bare, t_wrapped, t_no_objects, t_sequential = ms["bare"], ms["wrapped"], ms["no_objects"], ms["sequential"]
     print(f"| env + agent | {t_bare:.2f} |")
-    print(f"| ExplainedEnv (explainer backend auto = {rt_backend}) + agent | {t_wrapped:.2f} |")
-    print(f"| explainer overhead | {t_wrapped - t_bare:.2f} |")
-    print(f"| ExplainedEnv with objects=False (no game objects) + agent | {t_no_objects:.2f} |")
-    print(f"| ExplainedEnv, explainer and agent one after the other (before: no overlap) | {t_sequential:.2f} |")
+    print(f"| ExplainedEnv (explainer backend auto = {rt_backend}) + agent, game objects on | {t_wrapped:.2f} (overhead {t_wrapped - t_bare:.2f}) |")
+    print(f"| ExplainedEnv with objects=False + agent | {t_no_objects:.2f} (overhead {t_no_objects - t_bare:.2f}) |")
+    print(f"| ExplainedEnv, explainer and agent one after the other | {t_sequential:.2f} (overhead {t_sequential - t_bare:.2f}) |")
 
     session = LiveSession(LiveConfig(env=env_name, scale=4, fps=0), agent=agent, explainer=exp)
     session.reset()

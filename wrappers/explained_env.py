@@ -198,7 +198,7 @@ class ExplainCore:
         if self.agent is None or self.to_agent is None:
             out = {"saliency": self.explainer(self.to_explainer(obs))}
             return out, meanwhile() if meanwhile is not None else None
-        if self.concurrent and len(obs) == 1:
+        if self.concurrent and len(obs) == 1:  # batches: measured no faster overlapped (ONNX is compute-bound)
             maps: Future[np.ndarray] = _worker().submit(self.explainer, self.to_explainer(obs))
             try:
                 with _one_torch_thread():

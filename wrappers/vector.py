@@ -25,7 +25,7 @@ from vmask_live import objects as game_objects
 from vmask_live.errors import ConfigError
 from vmask_live.objects import GameObject
 from vmask_live.types import ExplainerSpec
-from vmask_live.wrappers.explained_env import ExplainCore, object_keys
+from vmask_live.wrappers.explained_env import ExplainCore, PreparedObjects
 
 if TYPE_CHECKING:
     from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
@@ -59,14 +59,17 @@ def _remote_annotated(call: Any, objects: bool) -> list[tuple[int, game_objects.
 
 
 def _objects_of(
-    local: list[tuple[int, Any, game_objects.Annotator]], remote: list[tuple[int, game_objects.Annotator]], call: Any
-) -> dict[int, list[GameObject]]:
-    """The current objects of every annotated sub-env, by index."""
+    local: list[tuple[int, Any, game_objects.Annotator]],
+    remote: list[tuple[int, game_objects.Annotator]],
+    call: Any,
+    hw: tuple[int, int],
+) -> dict[int, PreparedObjects]:
+    """The current objects of every annotated sub-env, by index, prepared for maps of size ``hw``."""
     found = {i: game_objects.annotate(sub, annotator) or [] for i, sub, annotator in local}
     if remote:
         rams = call("object_ram")
         found.update({i: annotator(np.asarray(rams[i], dtype=np.uint8)) for i, annotator in remote})
-    return found
+    return {i: PreparedObjects.of(objs, hw) for i, objs in found.items()}
 
 
 class ExplainedVectorEnv(VectorWrapper):
@@ -122,17 +125,25 @@ class ExplainedVectorEnv(VectorWrapper):
     def _add(self, obs: np.ndarray, infos: dict[str, Any]) -> dict[str, Any]:
         infos = dict(infos)
         n = self.num_envs
-        for key, value in self._explain(obs).items():
+        prepare = None
+        if self._annotated or self._remote:
+            hw = self.explainer.obs_format.chw[1:]
+
+            def prepare() -> dict[int, PreparedObjects]:  # while the explainer runs
+                return _objects_of(self._annotated, self._remote, self._call, hw)
+
+        out, prepared = self._explain.call_with(obs, prepare)
+        for key, value in out.items():
             key = self.saliency_key if key == "saliency" else key
             if key in infos:
                 raise ConfigError(f"infos already has a {key!r} entry; pass another saliency_key=")
             infos[key] = value
             infos[f"_{key}"] = np.ones(n, dtype=bool)
-        if self._annotated or self._remote:
-            self._add_objects(infos[self.saliency_key], infos)
+        if prepared is not None:
+            self._add_objects(infos[self.saliency_key], prepared, infos)
         return infos
 
-    def _add_objects(self, maps: np.ndarray, infos: dict[str, Any]) -> None:
+    def _add_objects(self, maps: np.ndarray, prepared: dict[int, PreparedObjects], infos: dict[str, Any]) -> None:
         for key in ("objects", "saliency_objects"):
             if key in infos:
                 raise ConfigError(f"infos already has a {key!r} entry; pass objects=False")
@@ -140,8 +151,8 @@ class ExplainedVectorEnv(VectorWrapper):
         objs = np.full(n, None, dtype=object)
         shares: dict[str, np.ndarray] = {}
         mask = np.zeros(n, dtype=bool)
-        for i, found in _objects_of(self._annotated, self._remote, self._call).items():
-            one = object_keys(found, maps[i])
+        for i, found in prepared.items():
+            one = found.keys(maps[i])
             objs[i], mask[i] = one["objects"], True
             for name, share in one["saliency_objects"].items():
                 if name not in shares:
@@ -207,12 +218,17 @@ class ExplainedVecEnv:
         annotated = _annotated(local, objects)
         remote = _remote_annotated(venv.env_method, objects) if local is None else []
 
-        def add_objects(maps: np.ndarray, infos: list[dict[str, Any]]) -> None:
-            for i, found in _objects_of(annotated, remote, venv.env_method).items():
+        hw = explain.explainer.obs_format.chw[1:]
+
+        def prepare() -> dict[int, PreparedObjects] | None:  # while the explainer runs
+            return _objects_of(annotated, remote, venv.env_method, hw) if annotated or remote else None
+
+        def add_objects(maps: np.ndarray, prepared: dict[int, PreparedObjects] | None, infos: list[dict[str, Any]]) -> None:
+            for i, found in (prepared or {}).items():
                 for key in ("objects", "saliency_objects"):
                     if key in infos[i]:
                         raise ConfigError(f"info of sub-env {i} already has a {key!r} entry; pass objects=False")
-                infos[i].update(object_keys(found, maps[i]))
+                infos[i].update(found.keys(maps[i]))
 
         class _ExplainedVecEnv(base):  # type: ignore[misc, valid-type]
             def __init__(self) -> None:
@@ -222,17 +238,17 @@ class ExplainedVecEnv:
 
             def reset(self) -> VecEnvObs:
                 obs = self.venv.reset()
-                extra = explain(obs)
+                extra, prepared = explain.call_with(obs, prepare)
                 self.reset_infos = [{k: v[i] for k, v in extra.items()} for i in range(self.num_envs)]
-                add_objects(extra["saliency"], self.reset_infos)
+                add_objects(extra["saliency"], prepared, self.reset_infos)
                 return obs
 
             def step_wait(self) -> VecEnvStepReturn:
                 obs, rewards, dones, infos = self.venv.step_wait()
-                extra = explain(obs)
+                extra, prepared = explain.call_with(obs, prepare)
                 for i, info in enumerate(infos):
                     info.update({k: v[i] for k, v in extra.items()})
-                add_objects(extra["saliency"], list(infos))
+                add_objects(extra["saliency"], prepared, list(infos))
                 ended = [i for i, done in enumerate(dones) if done and "terminal_observation" in infos[i]]
                 if ended:  # the last states of ended episodes, in one batched call
                     last = explain(np.stack([infos[i]["terminal_observation"] for i in ended]))
