@@ -5,7 +5,7 @@
 Prints markdown tables: ms/frame at batch 1 and 16 for each available backend (eager torch,
 torch.compile, ONNX Runtime, TensorRT on CUDA) with its map parity to eager torch on the 64 shipped
 Ms. Pac-Man test states (max abs difference; share of maps whose most salient pixel is one of eager's, ties within 1e-4), then env+agent step vs ExplainedEnv step
-(backend auto; the loops timed side by side, one step of each in turn), the headless play-loop FPS at scale 4 (SDL dummy driver), and the vector form's
+(backend auto; the loops timed side by side, in blocks of 50 steps in turn), the headless play-loop FPS at scale 4 (SDL dummy driver), and the vector form's
 throughput at 16 envs against the single-env form.
 """
 
@@ -133,18 +133,23 @@ def env_table(env_name: str, spec: str, agent_spec: str, repeats: int) -> None:
 
         return wrapped_step, getattr(wrapped.explainer, "backend", "torch (eager)")
 
-    # Side by side: one step of each loop in turn, so that the machine's load hits all alike.
+    # Side by side: blocks of 50 steps of each loop in turn, so that the machine's load hits all
+    # alike. Not single steps in turn: switching torch between one thread (the overlapped agent
+    # call) and two (the bare loop) re-forms its thread team, ~1 ms that no real loop pays; the
+    # first 5 steps of each block are not timed for the same reason.
     loops = {"bare": bare_step}
     loops["wrapped"], rt_backend = wrapped_loop(objects=True)
     loops["no_objects"], _ = wrapped_loop(objects=False)
     loops["sequential"], _ = wrapped_loop(objects=True, concurrent=False)
     samples: dict[str, list[float]] = {name: [] for name in loops}
-    for i in range(repeats + 10):
+    block, skip = 50, 5
+    for _ in range(max(1, repeats // (block - skip))):
         for name, step in loops.items():
-            t = time.perf_counter()
-            step()
-            if i >= 10:  # warm-up
-                samples[name].append(time.perf_counter() - t)
+            for i in range(block):
+                t = time.perf_counter()
+                step()
+                if i >= skip:
+                    samples[name].append(time.perf_counter() - t)
     ms = {name: 1000 * statistics.median(v) for name, v in samples.items()}
     t_bare, t_wrapped, t_no_objects, t_sequential = ms["bare"], ms["wrapped"], ms["no_objects"], ms["sequential"]
     print(f"| env + agent | {t_bare:.2f} |")
