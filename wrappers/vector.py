@@ -19,9 +19,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from gymnasium.spaces import Discrete
 from gymnasium.vector import VectorEnv, VectorWrapper
 
 from vmask_live import objects as game_objects
+from vmask_live.envs import action_names
 from vmask_live.errors import ConfigError
 from vmask_live.objects import GameObject
 from vmask_live.types import ExplainerSpec
@@ -33,6 +35,33 @@ if TYPE_CHECKING:
 
 
 __all__ = ["ExplainedVectorEnv", "ExplainedVecEnv"]
+
+
+def _sub_env_action_names(local: Any, call: Any, action_space: Any) -> list[str] | None:
+    """The action names of the sub-envs, for the pairing check (``None`` where they cannot be read:
+    no discrete actions, worker envs without ``get_action_meanings``, a vector env of another kind).
+
+    ``local`` are in-process sub-envs (``SyncVectorEnv.envs``, ``DummyVecEnv.envs``); otherwise
+    ``call(name, *args)`` calls a method of every worker's env (asked first whether it has it: a
+    worker dies on a call its env cannot answer).
+
+    Raises:
+        ConfigError: the sub-envs name their actions differently (envs of different games).
+    """
+    if not isinstance(action_space, Discrete):
+        return None
+    if local is not None:
+        found = [tuple(action_names(sub)) for sub in local]
+    elif call is not None and all(call("has_wrapper_attr", "get_action_meanings")):
+        found = [tuple(names) for names in call("get_action_meanings")]
+    else:
+        return None
+    if len(set(found)) > 1:
+        raise ConfigError(
+            f"Expected every sub-env to have the same actions, got {sorted(set(found))}; one explainer explains one game: "
+            "make a vector env of one game"
+        )
+    return list(found[0]) if found else None
 
 
 def _annotated(envs: Any, objects: bool) -> list[tuple[int, Any, game_objects.Annotator]]:
@@ -110,16 +139,23 @@ class ExplainedVectorEnv(VectorWrapper):
         objects: bool = True,
     ) -> None:
         super().__init__(env)
+        # SyncVectorEnv keeps its sub-envs in ``envs``; AsyncVectorEnv has none in this process
+        local = getattr(env.unwrapped, "envs", None)
+        # a vector env of another kind (no ``call``) gets no object keys and no action-name check
+        self._call = getattr(env.unwrapped, "call", None)
         self._explain = ExplainCore(
-            env.single_observation_space, env.single_action_space, explainer, agent, backend, allow_mismatch, objects
+            env.single_observation_space,
+            env.single_action_space,
+            explainer,
+            agent,
+            backend,
+            allow_mismatch,
+            objects,
+            action_names=_sub_env_action_names(local, self._call, env.single_action_space),
         )
         self.explainer, self.agent = self._explain.explainer, self._explain.agent
         self.saliency_key = saliency_key
-        # SyncVectorEnv keeps its sub-envs in ``envs``; AsyncVectorEnv has none in this process
-        local = getattr(env.unwrapped, "envs", None)
         self._annotated = _annotated(local, objects)
-        # a vector env of another kind (no ``call``) gets no object keys
-        self._call = getattr(env.unwrapped, "call", None)
         self._remote = _remote_annotated(self._call, objects) if local is None and self._call else []
 
     def _add(self, obs: np.ndarray, infos: dict[str, Any]) -> dict[str, Any]:
@@ -210,11 +246,18 @@ class ExplainedVecEnv:
         objects: bool = True,
     ) -> VecEnvWrapper:
         base = _sb3_wrapper_base()
-        explain = ExplainCore(
-            venv.observation_space, venv.action_space, explainer, agent, backend, allow_mismatch, objects
-        )
         # DummyVecEnv keeps its sub-envs in ``envs``; SubprocVecEnv has none in this process
         local = getattr(venv.unwrapped, "envs", None)
+        explain = ExplainCore(
+            venv.observation_space,
+            venv.action_space,
+            explainer,
+            agent,
+            backend,
+            allow_mismatch,
+            objects,
+            action_names=_sub_env_action_names(local, venv.env_method, venv.action_space),
+        )
         annotated = _annotated(local, objects)
         remote = _remote_annotated(venv.env_method, objects) if local is None else []
 

@@ -365,3 +365,35 @@ def test_work_done_meanwhile_runs_on_the_caller_thread_and_comes_back(backend):
     np.testing.assert_array_equal(out["saliency"], plain["saliency"])
     np.testing.assert_array_equal(out["saliency_action"], plain["saliency_action"])
     assert env._core.call_with(obs[None], None)[1] is None
+
+
+def test_vector_forms_refuse_a_pair_of_another_game():
+    """The vector forms read the sub-envs' action names too: in-process, from worker processes
+    (Gymnasium ``AsyncVectorEnv``) and from SB3 VecEnvs."""
+    import gymnasium as gym
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from vmask_live.errors import PairingError
+    from vmask_live.wrappers import ExplainedVecEnv
+
+    pair = {"explainer": "default:MsPacman", "agent": "default:MsPacman", "backend": "torch"}
+    enduro = [lambda: vm.make_env("Enduro")] * 2
+    wrong = r"explainer was made for the actions \['NOOP', 'UP'.*env's actions are \['NOOP', 'FIRE'"
+    with pytest.raises(PairingError, match=wrong):
+        vm.ExplainedVectorEnv(gym.vector.SyncVectorEnv(enduro), **pair)
+    workers = gym.vector.AsyncVectorEnv(enduro)
+    try:
+        with pytest.raises(PairingError, match=wrong):
+            vm.ExplainedVectorEnv(workers, **pair)
+    finally:
+        workers.close()
+    with pytest.raises(PairingError, match=wrong):
+        ExplainedVecEnv(DummyVecEnv(enduro), **pair)
+    mixed = gym.vector.SyncVectorEnv([lambda: vm.make_env("MsPacman"), lambda: vm.make_env("Enduro")])
+    with pytest.raises(ConfigError, match="Expected every sub-env to have the same actions"):
+        vm.ExplainedVectorEnv(mixed, **pair)
+    ok = vm.ExplainedVectorEnv(gym.vector.SyncVectorEnv(enduro), **pair, allow_mismatch=True)
+    assert ok.reset(seed=0)[1]["saliency"].shape == (2, 9, 84, 84)
+    ok.close()
+    right = ExplainedVecEnv(DummyVecEnv([lambda: vm.make_env("MsPacman")] * 2), **pair)
+    assert right.reset().shape[0] == 2
