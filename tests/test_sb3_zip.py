@@ -206,3 +206,23 @@ def test_value_side_layers_are_ignored(tmp_path):
         assert torch.equal(
             agent(agent.obs_format.to_model(STATES)), _sb3_outputs(model.policy, torch.as_tensor(STATES))
         )
+
+
+@pytest.mark.parametrize("algo", ["PPO", "A2C", "DQN"])
+def test_every_loading_route_gives_the_same_logits_and_input_gradients(sb3_zips, algo):
+    """The trusted (pickle) and live-model agents give the raw action-head outputs, as the converted
+    zip does: normalised log-probabilities would have the same softmax but other input gradients,
+    so gradient-based saliency would explain another function."""
+    from vmask_live.agents import SB3Agent
+
+    model, path = sb3_zips[algo]
+    safe, live = load_agent(path), SB3Agent(model).freeze()
+    x = safe.obs_format.to_model(STATES[:2])
+    grads = []
+    for agent in (safe, live):
+        xi = x.clone().requires_grad_(True)
+        out = agent(xi)
+        out[:, 1].sum().backward()
+        grads.append((out.detach(), xi.grad))
+    torch.testing.assert_close(grads[1][0], grads[0][0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grads[1][1], grads[0][1], rtol=1e-4, atol=1e-7)

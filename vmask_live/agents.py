@@ -135,7 +135,16 @@ class SB3Agent(Agent):
         obs = x * self.obs_format.scale  # SB3's preprocess_obs divides image spaces by 255 itself
         if self.is_q:
             return self.policy.q_net(obs)
-        return self.policy.get_distribution(obs).distribution.logits
+        policy = self.policy
+        if all(hasattr(policy, name) for name in ("action_net", "mlp_extractor", "pi_features_extractor")):
+            # The action head's raw output, as the converted NatureCNN agent gives: the
+            # distribution's logits are normalised (log-probabilities), which have the same softmax
+            # but other input gradients, so gradient-based methods would explain another function.
+            from stable_baselines3.common.policies import BaseModel
+
+            features = BaseModel.extract_features(policy, obs, policy.pi_features_extractor)
+            return policy.action_net(policy.mlp_extractor.forward_actor(features))
+        return policy.get_distribution(obs).distribution.logits
 
 
 class NatureCNN(nn.Module):
