@@ -153,9 +153,13 @@ def env_table(env_name: str, spec: str, agent_spec: str, repeats: int) -> None:
     ms = {name: 1000 * statistics.median(v) for name, v in samples.items()}
     t_bare, t_wrapped, t_no_objects, t_sequential = ms["bare"], ms["wrapped"], ms["no_objects"], ms["sequential"]
     print(f"| env + agent | {t_bare:.2f} |")
-    print(f"| ExplainedEnv (explainer backend auto = {rt_backend}) + agent, game objects on | {t_wrapped:.2f} (overhead {t_wrapped - t_bare:.2f}) |")
+    print(
+        f"| ExplainedEnv (explainer backend auto = {rt_backend}) + agent, game objects on | {t_wrapped:.2f} (overhead {t_wrapped - t_bare:.2f}) |"
+    )
     print(f"| ExplainedEnv with objects=False + agent | {t_no_objects:.2f} (overhead {t_no_objects - t_bare:.2f}) |")
-    print(f"| ExplainedEnv, explainer and agent one after the other | {t_sequential:.2f} (overhead {t_sequential - t_bare:.2f}) |")
+    print(
+        f"| ExplainedEnv, explainer and agent one after the other | {t_sequential:.2f} (overhead {t_sequential - t_bare:.2f}) |"
+    )
 
     session = LiveSession(LiveConfig(env=env_name, scale=4, fps=0), agent=agent, explainer=exp)
     session.reset()

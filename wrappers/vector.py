@@ -25,7 +25,6 @@ from gymnasium.vector import VectorEnv, VectorWrapper
 from vmask_live import objects as game_objects
 from vmask_live.envs import action_names
 from vmask_live.errors import ConfigError
-from vmask_live.objects import GameObject
 from vmask_live.types import ExplainerSpec
 from vmask_live.wrappers.explained_env import ExplainCore, PreparedObjects
 
@@ -266,7 +265,9 @@ class ExplainedVecEnv:
         def prepare() -> dict[int, PreparedObjects] | None:  # while the explainer runs
             return _objects_of(annotated, remote, venv.env_method, hw) if annotated or remote else None
 
-        def add_objects(maps: np.ndarray, prepared: dict[int, PreparedObjects] | None, infos: list[dict[str, Any]]) -> None:
+        def add_objects(
+            maps: np.ndarray, prepared: dict[int, PreparedObjects] | None, infos: list[dict[str, Any]]
+        ) -> None:
             for i, found in (prepared or {}).items():
                 for key in ("objects", "saliency_objects"):
                     if key in infos[i]:
