@@ -236,11 +236,6 @@ class PreparedObjects:
         return {"objects": self.dicts, "saliency_objects": box_mass(maps, self.boxes)}
 
 
-def object_keys(objs: list[GameObject], maps: np.ndarray) -> dict[str, Any]:
-    """The single-env info keys for ``objs`` and ``maps`` ``(K, H, W)``."""
-    return PreparedObjects.of(objs, maps.shape[1:]).keys(maps)
-
-
 class ExplainedEnv(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.RecordConstructorArgs):
     """Explain every observation the agent is about to act on.
 
