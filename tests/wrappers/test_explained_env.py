@@ -187,8 +187,10 @@ def test_sb3_vec_env_keys_at_an_episode_end_describe_the_right_state():
     i = int(np.flatnonzero(dones)[0])
     info = infos[i]
     terminal = info["terminal_observation"][None]
-    np.testing.assert_allclose(info["terminal_saliency"], env.explainer(terminal)[0], atol=1e-6)
-    np.testing.assert_allclose(info["saliency"], env.explainer(obs[i : i + 1])[0], atol=1e-6)  # the returned obs
+    # the wrapper explains both envs in one batch, the check one frame: float kernels differ by ~1e-6
+    np.testing.assert_allclose(info["terminal_saliency"], env.explainer(terminal)[0], atol=1e-4)
+    np.testing.assert_allclose(info["saliency"], env.explainer(obs[i : i + 1])[0], atol=1e-4)  # the returned obs
+    assert np.abs(info["terminal_saliency"] - info["saliency"]).max() > 0.1  # two different states, told apart
     np.testing.assert_allclose(env.reset_infos[i]["saliency"], info["saliency"])
     assert "relevant_mask" in env.reset_infos[i]  # the inner env's own reset keys are kept
 
