@@ -193,3 +193,19 @@ def test_distill_init_starts_from_another_runs_student(tmp_path):
     shutil.copy(other, tmp_path / "a" / "student.safetensors")
     with pytest.raises(ConfigError, match="holds another run's student: pass another --out"):
         run_distill(_cfg(tmp_path / "a", rounds=2, resume=True), progress=False)
+
+
+def test_distill_without_motion_preference_labels_the_lowest_tied_action(tmp_path):
+    from vmask_live.distill import run_distill
+
+    def labels(prefer_motion):
+        out = tmp_path / f"run-{prefer_motion}"
+        settings = PlannerSettings(rollouts=1, horizon=3, prefer_motion=prefer_motion)
+        run_distill(_cfg(out, rounds=1, states_per_round=120, chunk=120, planner=settings), progress=False)
+        with np.load(out / "data" / "r000_c000.npz") as z:
+            return z["label"], [canonical_label(v) for v in z["values"]]
+
+    got, lowest = labels(False)
+    np.testing.assert_array_equal(got, lowest)
+    got, lowest = labels(True)  # Ms. Pac-Man's motion wins some ties
+    assert (got != np.asarray(lowest)).sum() >= 5

@@ -179,7 +179,8 @@ def _label_chunk(task: dict) -> dict:
         obs = np.asarray(w["obs"])
         box = _player_box(w["annotator"], env)
         values = planner.values()
-        label = canonical_label(values, motion_actions(w["prev_box"], box, w["names"]), tol)
+        preferred = motion_actions(w["prev_box"], box, w["names"]) if planner.settings.prefer_motion else []
+        label = canonical_label(values, preferred, tol)
         prob = np.full(len(values), np.nan, np.float32)
         action = label
         if student is not None:

@@ -43,6 +43,11 @@ class PlannerSettings:
     """Actions whose value is within this of the best are tied; the tie rule picks among them."""
     frame_skip: int = 4
     """Emulator frames per agent step (as the env's preprocessing)."""
+    prefer_motion: bool = True
+    """Break ties toward the action named after the player's motion (from the game's RAM objects):
+    Ms. Pac-Man keeps moving whichever of several directions is pressed in a corridor. Off: the
+    lowest-index tied non-NOOP action (Enduro: FIRE, which accelerates, instead of the steering
+    direction the car happens to drift in)."""
     probe_steps: int = 0
     """Before the rollouts, hold each action for this many agent steps; when every action leaves
     the same RAM, the game ignores input right now (a start or death animation: a third of
@@ -55,6 +60,7 @@ class PlannerSettings:
         c.number("life_penalty", self.life_penalty, low=0)
         c.number("tie_tolerance", self.tie_tolerance, low=0)
         c.integer("frame_skip", self.frame_skip, 1)
+        c.flag("prefer_motion", self.prefer_motion)
         c.integer("probe_steps", self.probe_steps, 0)
 
 
