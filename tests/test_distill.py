@@ -209,3 +209,18 @@ def test_distill_without_motion_preference_labels_the_lowest_tied_action(tmp_pat
     np.testing.assert_array_equal(got, lowest)
     got, lowest = labels(True)  # Ms. Pac-Man's motion wins some ties
     assert (got != np.asarray(lowest)).sum() >= 5
+
+
+def test_distill_prefer_actions_wins_ties_and_unknown_names_are_refused(tmp_path):
+    from vmask_live.distill import run_distill
+
+    settings = PlannerSettings(rollouts=1, horizon=3, prefer_motion=False, prefer_actions="DOWNLEFT, LEFT")
+    out = tmp_path / "run"
+    run_distill(_cfg(out, rounds=1, states_per_round=120, chunk=120, planner=settings), progress=False)
+    with np.load(out / "data" / "r000_c000.npz") as z:
+        want = [canonical_label(v, [8, 3]) for v in z["values"]]
+        np.testing.assert_array_equal(z["label"], want)
+        assert (z["label"] == 8).sum() >= 20  # ties at the start of a game: DOWNLEFT, not UP
+    with pytest.raises(ConfigError, match=r"prefer_actions.*\['FIRE'\]"):
+        run_distill(_cfg(tmp_path / "b", planner=PlannerSettings(prefer_actions="FIRE")), progress=False)
+    assert not (tmp_path / "b").exists()

@@ -7,8 +7,9 @@ what to do in the states *it* reaches (Ross et al. 2011; Guo et al. 2014). After
 student trains on all labels so far.
 
 Labels are canonical (:func:`vmask_live.planner.canonical_label`): among equally good actions the
-one named after the player's motion (from the game's RAM objects, where the game has a table),
-else the lowest-index non-NOOP action. That keeps equivalent actions from splitting the labels.
+one named after the player's motion (from the game's RAM objects, where the game has a table;
+``prefer_motion``), then the first of ``prefer_actions`` that is tied, else the lowest-index
+non-NOOP action. That keeps equivalent actions from splitting the labels.
 
 Everything a run makes lives in ``out``: ``data/r{round}_c{chunk}.npz`` label chunks (written as
 they arrive, atomically), ``student.safetensors`` and ``state.json`` after each round,
@@ -139,6 +140,7 @@ def _worker_init(env_name: str, settings: dict, seed: int, index_queue: Any) -> 
         index=index,
         planner=RolloutPlanner(env, PlannerSettings(**settings), seed=seed * 1000 + index),
         names=action_names(env),
+        prefer=PlannerSettings(**settings).preferred_indices(action_names(env)),
         annotator=annotator_for(env),
         rng=np.random.default_rng(seed * 1000 + index + 500),
         episode_seed=seed * 100_000 + index * 10_000,
@@ -180,6 +182,7 @@ def _label_chunk(task: dict) -> dict:
         box = _player_box(w["annotator"], env)
         values = planner.values()
         preferred = motion_actions(w["prev_box"], box, w["names"]) if planner.settings.prefer_motion else []
+        preferred += w["prefer"]
         label = canonical_label(values, preferred, tol)
         prob = np.full(len(values), np.nan, np.float32)
         action = label
@@ -325,6 +328,7 @@ def run_distill(cfg: DistillConfig, progress: bool = True) -> tuple[Path, dict]:
     fmt = ObsFormat.from_space(probe.observation_space)
     names = action_names(probe)
     probe.close()
+    cfg.planner.preferred_indices(names)  # unknown names are refused before any work
     n_actions = len(names)
     resuming = _check_folder(cfg, out)
     ensure_writable_folder(out)

@@ -48,6 +48,10 @@ class PlannerSettings:
     Ms. Pac-Man keeps moving whichever of several directions is pressed in a corridor. Off: the
     lowest-index tied non-NOOP action (Enduro: FIRE, which accelerates, instead of the steering
     direction the car happens to drift in)."""
+    prefer_actions: str = ""
+    """Comma-separated action names picked first among tied actions, in this order, after the
+    motion rule (Enduro: ``FIRE,RIGHTFIRE,LEFTFIRE``, the actions that accelerate, so a tie between
+    steering with and without the gas is labelled with it); empty: none."""
     probe_steps: int = 0
     """Before the rollouts, hold each action for this many agent steps; when every action leaves
     the same RAM, the game ignores input right now (a start or death animation: a third of
@@ -61,7 +65,24 @@ class PlannerSettings:
         c.number("tie_tolerance", self.tie_tolerance, low=0)
         c.integer("frame_skip", self.frame_skip, 1)
         c.flag("prefer_motion", self.prefer_motion)
+        if not isinstance(self.prefer_actions, str):
+            c.add("prefer_actions", "comma-separated action names, e.g. 'FIRE,RIGHTFIRE'", self.prefer_actions)
         c.integer("probe_steps", self.probe_steps, 0)
+
+    def preferred_indices(self, action_names: Sequence[str]) -> list[int]:
+        """The indices of :attr:`prefer_actions` among ``action_names``.
+
+        Raises:
+            ConfigError: a name the env does not have (the env's names listed).
+        """
+        wanted = [n.strip() for n in self.prefer_actions.split(",") if n.strip()]
+        unknown = [n for n in wanted if n not in action_names]
+        if unknown:
+            raise ConfigError(
+                f"planner.prefer_actions: expected names among the env's actions {list(action_names)}, "
+                f"got {unknown}. Fix the names in --prefer-actions (comma-separated, e.g. 'FIRE,RIGHTFIRE')."
+            )
+        return [list(action_names).index(n) for n in wanted]
 
 
 def canonical_label(values: np.ndarray, preferred: Sequence[int] = (), tolerance: float = 0.0) -> int:
