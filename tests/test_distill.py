@@ -224,3 +224,34 @@ def test_distill_prefer_actions_wins_ties_and_unknown_names_are_refused(tmp_path
     with pytest.raises(ConfigError, match=r"prefer_actions.*\['FIRE'\]"):
         run_distill(_cfg(tmp_path / "b", planner=PlannerSettings(prefer_actions="FIRE")), progress=False)
     assert not (tmp_path / "b").exists()
+
+
+def test_sigterm_stops_a_distill_run_without_running_the_rest_of_its_round(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    code = (
+        "from vmask_live.distill import DistillConfig, run_distill\n"
+        "from vmask_live.planner import PlannerSettings\n"
+        f"cfg = DistillConfig(out={str(out)!r}, rounds=1, states_per_round=24000, chunk=12, workers=2, "
+        "eval_episodes=0, planner=PlannerSettings(rollouts=1, horizon=3))\n"
+        "if __name__ == '__main__':\n"
+        "    run_distill(cfg, progress=False)\n"
+    )
+    script = tmp_path / "run.py"
+    script.write_text(code)
+    proc = subprocess.Popen([sys.executable, str(script)], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list((out / "data").glob("*.npz")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert list((out / "data").glob("*.npz")), proc.stderr.read() if proc.poll() is not None else "no chunk in 120 s"
+    proc.send_signal(signal.SIGTERM)  # the lead process only, as `kill PID` does
+    try:
+        proc.wait(timeout=30)  # the round's 2,000 chunks take minutes (~0.1 s each); queued ones must not run
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("the run went on after SIGTERM") from None
+    assert proc.returncode != 0 and "SIGTERM" in proc.stderr.read()

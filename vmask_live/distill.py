@@ -305,6 +305,16 @@ def _train_student(student, data: list[dict], n_updates: int, cfg: DistillConfig
     return total / max(n_updates, 1)
 
 
+def _stop_workers(pool: Any, futures: Any) -> None:
+    """Cancel the queued chunks, so that leaving the pool waits only for the chunks in flight (at
+    most two per worker; their labels are not saved). The futures are cancelled here, not only by
+    ``shutdown``: the pool's manager thread skips that step once the executor is garbage. Workers
+    are not killed: one ended while it writes its result can leave the exit hanging."""
+    for future in futures:
+        future.cancel()
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
 def run_distill(cfg: DistillConfig, progress: bool = True) -> tuple[Path, dict]:
     """Run (or resume) the distillation; returns ``(agent checkpoint, evaluation)``."""
     import multiprocessing as mp
@@ -382,54 +392,63 @@ def run_distill(cfg: DistillConfig, progress: bool = True) -> tuple[Path, dict]:
         Progress(disable=not progress, transient=False) as bar,
     ):
         task_bar = bar.add_task("distill", total=cfg.rounds * n_chunks, completed=state["rounds_done"] * n_chunks)
-        for round_ in range(state["rounds_done"], cfg.rounds):
-            beta = cfg.beta_of(round_)
-            weights = None if round_ == 0 else {k: v.detach().numpy().copy() for k, v in student.state_dict().items()}
-            todo = [j for j in range(n_chunks) if not _chunk_path(out, round_, j).exists()]
-            bar.update(task_bar, completed=round_ * n_chunks + n_chunks - len(todo))
-            per = cfg.states_per_round // n_chunks
-            pending = {
-                pool.submit(_label_chunk, {"n": per, "weights": weights, "arch_kwargs": arch_kwargs, "beta": beta}): j
-                for j in todo
-            }
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    j = pending.pop(fut)
-                    result = fut.result()
-                    _save_chunk(_chunk_path(out, round_, j), result)
-                    bar.advance(task_bar)
-            # every chunk of the round, also those made before a resume with another chunk size
-            new = [_load_chunk(path, n_actions) for path in _round_chunks(out, round_)]
-            # DAgger's diagnostic: how often the student (before this round's training) picks the
-            # planner's label on the states it reached, and how sure it is.
-            labels = np.concatenate([d["label"] for d in new])
-            probs = np.concatenate([d["student_prob"] for d in new])
-            has_student = ~np.isnan(probs[:, 0])
-            episodes = [e for d in new for e in json.loads(str(d["episodes"]))]
-            data += new
-            n_updates = max(1, int(cfg.passes * cfg.states_per_round / cfg.batch_size))
-            loss = _train_student(student, data, n_updates, cfg, gen)
-            row: dict[str, Any] = {
-                "round": round_,
-                "beta": round(beta, 4),
-                "labels": int(sum(len(d["label"]) for d in data)),
-                "loss": round(loss, 4),
-                "label_hist": np.bincount(labels, minlength=n_actions).tolist(),
-                "wall_s": round(time.time() - start, 1),
-            }
-            if has_student.any():
-                chosen = probs[has_student].argmax(1)
-                row["student_agreement"] = round(float((chosen == labels[has_student]).mean()), 4)
-                row["student_p_chosen"] = round(float(probs[has_student].max(1).mean()), 4)
-            if episodes:
-                row["episodes"] = episodes
-            agent = TorchAgent(student, fmt, n_actions, 1.0, names)
-            save_agent(out / "student.safetensors", agent, "nature_cnn", arch_kwargs, {"round": round_})
-            atomic_write_text(out / "state.json", json.dumps({"rounds_done": round_ + 1}))
-            with log_path.open("a") as f:
-                f.write(json.dumps(row) + "\n")
-            bar.console.print(json.dumps({k: v for k, v in row.items() if k != "label_hist"}))
+        pending: dict[Any, int] = {}
+        try:
+            for round_ in range(state["rounds_done"], cfg.rounds):
+                beta = cfg.beta_of(round_)
+                weights = (
+                    None if round_ == 0 else {k: v.detach().numpy().copy() for k, v in student.state_dict().items()}
+                )
+                todo = [j for j in range(n_chunks) if not _chunk_path(out, round_, j).exists()]
+                bar.update(task_bar, completed=round_ * n_chunks + n_chunks - len(todo))
+                per = cfg.states_per_round // n_chunks
+                pending = {
+                    pool.submit(
+                        _label_chunk, {"n": per, "weights": weights, "arch_kwargs": arch_kwargs, "beta": beta}
+                    ): j
+                    for j in todo
+                }
+                while pending:
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        j = pending.pop(fut)
+                        result = fut.result()
+                        _save_chunk(_chunk_path(out, round_, j), result)
+                        bar.advance(task_bar)
+                # every chunk of the round, also those made before a resume with another chunk size
+                new = [_load_chunk(path, n_actions) for path in _round_chunks(out, round_)]
+                # DAgger's diagnostic: how often the student (before this round's training) picks the
+                # planner's label on the states it reached, and how sure it is.
+                labels = np.concatenate([d["label"] for d in new])
+                probs = np.concatenate([d["student_prob"] for d in new])
+                has_student = ~np.isnan(probs[:, 0])
+                episodes = [e for d in new for e in json.loads(str(d["episodes"]))]
+                data += new
+                n_updates = max(1, int(cfg.passes * cfg.states_per_round / cfg.batch_size))
+                loss = _train_student(student, data, n_updates, cfg, gen)
+                row: dict[str, Any] = {
+                    "round": round_,
+                    "beta": round(beta, 4),
+                    "labels": int(sum(len(d["label"]) for d in data)),
+                    "loss": round(loss, 4),
+                    "label_hist": np.bincount(labels, minlength=n_actions).tolist(),
+                    "wall_s": round(time.time() - start, 1),
+                }
+                if has_student.any():
+                    chosen = probs[has_student].argmax(1)
+                    row["student_agreement"] = round(float((chosen == labels[has_student]).mean()), 4)
+                    row["student_p_chosen"] = round(float(probs[has_student].max(1).mean()), 4)
+                if episodes:
+                    row["episodes"] = episodes
+                agent = TorchAgent(student, fmt, n_actions, 1.0, names)
+                save_agent(out / "student.safetensors", agent, "nature_cnn", arch_kwargs, {"round": round_})
+                atomic_write_text(out / "state.json", json.dumps({"rounds_done": round_ + 1}))
+                with log_path.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+                bar.console.print(json.dumps({k: v for k, v in row.items() if k != "label_hist"}))
+        except BaseException:
+            _stop_workers(pool, pending)  # else leaving the pool runs every queued chunk of the round first
+            raise
     agent = TorchAgent(student, fmt, n_actions, 1.0, names).freeze()
     info = {"trained_by": "vmask-live train-agent --algo distill", "config": asdict(cfg), "env": cfg.env}
     agent_path = save_agent(out / "agent.safetensors", agent, "nature_cnn", arch_kwargs, info)
