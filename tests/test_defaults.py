@@ -12,7 +12,7 @@ from vmask_live.metrics import evaluate_maps
 DEFAULTS = Path(vm.__file__).parent / "defaults"
 
 
-@pytest.mark.parametrize("env_name", ["Beacon", "MsPacman", "Seaquest"])
+@pytest.mark.parametrize("env_name", ["Beacon", "MsPacman", "Seaquest", "Enduro"])
 def test_bundled_checkpoints_run_real_steps(env_name):
     agent = vm.load_agent(f"default:{env_name}")
     explainer = vm.load_explainer(f"default:{env_name}")
