@@ -135,12 +135,13 @@ def _worker_init(env_name: str, settings: dict, seed: int, index_queue: Any) -> 
     torch.set_num_threads(1)
     index = int(index_queue.get())
     env = make_env(env_name)
+    planner_settings = PlannerSettings(**settings)
     _WORKER.update(
         env=env,
         index=index,
-        planner=RolloutPlanner(env, PlannerSettings(**settings), seed=seed * 1000 + index),
+        planner=RolloutPlanner(env, planner_settings, seed=seed * 1000 + index),
         names=action_names(env),
-        prefer=PlannerSettings(**settings).preferred_indices(action_names(env)),
+        prefer=planner_settings.preferred_indices(action_names(env)),
         annotator=annotator_for(env),
         rng=np.random.default_rng(seed * 1000 + index + 500),
         episode_seed=seed * 100_000 + index * 10_000,
@@ -179,10 +180,9 @@ def _label_chunk(task: dict) -> dict:
             w["episode_seed"] += 1
             w.update(score=0.0, steps=0, student_steps=0, prev_box=None)
         obs = np.asarray(w["obs"])
-        box = _player_box(w["annotator"], env)
+        box = _player_box(w["annotator"], env) if planner.settings.prefer_motion else None
         values = planner.values()
-        preferred = motion_actions(w["prev_box"], box, w["names"]) if planner.settings.prefer_motion else []
-        preferred += w["prefer"]
+        preferred = motion_actions(w["prev_box"], box, w["names"]) + w["prefer"]
         label = canonical_label(values, preferred, tol)
         prob = np.full(len(values), np.nan, np.float32)
         action = label
