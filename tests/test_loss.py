@@ -84,3 +84,56 @@ def test_l1_term_adds_the_mean_mask():
     with_l1, terms = visionmask_loss(agent, s, a, masks, r, LossConfig(lambda_l1=2.0))
     assert terms["loss/l1"] == pytest.approx(masks.mean().item())
     assert (with_l1 - base).item() == pytest.approx(2.0 * masks.mean().item(), abs=1e-5)
+
+
+class _RunnerOnBeacon(torch.nn.Module):
+    """Two actions, NOOP and MOVE, on 1x4x4 states: pixel A is the runner, pixel B the beacon.
+    ``logit(NOOP) = 1``, ``logit(MOVE) = 3·(x_B - x_A)``: NOOP on the full state (runner on the
+    beacon) and on the black reference, MOVE once the runner alone is removed."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        flat = x.flatten(1)
+        move = 3.0 * (flat[:, 1] - flat[:, 0])
+        return torch.stack([torch.ones_like(move), move], dim=1)
+
+
+def test_deletion_term_asks_the_map_of_an_action_the_reference_yields_to_cover_its_evidence():
+    agent = _RunnerOnBeacon()
+    s = torch.zeros(1, 1, 4, 4)
+    s[0, 0, 0, 0] = 1.0  # A
+    s[0, 0, 0, 1] = 1.0  # B
+    r, a = torch.zeros(1, 1, 4, 4), torch.tensor([0])
+    cfg = dict(lambda_ne=0.0, lambda_area=0.0)
+
+    def grad(lambda_del):
+        masks = torch.zeros(1, 2, 4, 4, requires_grad=True)
+        loss, terms = visionmask_loss(agent, s, a, masks, r, LossConfig(lambda_del=lambda_del, **cfg))
+        loss.backward()
+        assert masks.grad is not None
+        return masks.grad[0, 0], terms
+
+    g0, terms0 = grad(0.0)
+    calls = agent.calls
+    g1, terms1 = grad(1.0)
+    assert agent.calls == calls + 1  # no extra agent pass
+    assert "loss/del" not in terms0
+    # empty NOOP map: its complement is the full state, where p(NOOP) = e / (e + 1)
+    p = math.e / (math.e + 1)
+    assert terms1["loss/del"] == pytest.approx(-math.log(1 - p), abs=1e-5)
+    d = g1 - g0
+    assert d[0, 0].item() < -0.5  # keeping the runner lowers the loss
+    assert d[0, 1].item() > 0.5  # keeping the beacon alone raises it
+    assert d.flatten()[2:].abs().max().item() == 0.0  # background pixels: no pull either way
+
+
+def test_deletion_term_is_refused_with_the_stalder_loss():
+    from vmask_live.errors import ConfigError
+    from vmask_live.train import TrainConfig
+
+    with pytest.raises(ConfigError, match="lambda_del"):
+        TrainConfig(data="d", agent="a", out="o", loss=LossConfig(kind="stalder", lambda_del=1.0)).validate()

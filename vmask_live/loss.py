@@ -20,6 +20,7 @@ __all__ = [
     "visionmask_loss",
     "area_loss",
     "negative_entropy",
+    "deletion_term",
     "total_variation",
     "contrastive_terms",
 ]
@@ -48,6 +49,13 @@ class LossConfig:
     lambda_l1: float = 0.0
     """Weight of a plain L1 pull of every map toward empty, ``mean(M)`` (the authors' code adds it
     with weight 1.0 next to eq. 5; 0 disables)."""
+    lambda_del: float = 0.0
+    """Weight of a deletion term ``-log(1 - p_a)`` on the target map's complement state (the
+    state with the map's pixels replaced by the reference) — not in the paper: it makes the map keep
+    what the action needs *against the full state*, not only against the reference, so an action
+    the reference alone already yields (an empty map would do for the row term) still gets a map of
+    the pixels whose removal changes it. Costs no extra agent pass (``visionmask`` loss only; 0
+    disables)."""
     kind: str = "visionmask"
     """``visionmask`` (row + column CE) or ``stalder``, the Explainer of Stalder et al. 2022 (target
     CE on the masked state, all other actions' maps as one group that must not yield the target);
@@ -83,6 +91,14 @@ def contrastive_terms(Z: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, t
     row = Z[idx, a, :]
     col = Z[idx, :, a]
     return F.cross_entropy(row, a), F.cross_entropy(col, a)
+
+
+def deletion_term(logits: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """``-log(1 - p_a)`` of logits ``(B, K)``, batch mean: small when the agent does not choose
+    ``a`` on those states (for a map's complement: when removing the map's pixels changes the
+    action)."""
+    p = torch.softmax(logits.float(), dim=-1).gather(1, a[:, None]).squeeze(1)
+    return -torch.log1p(-p.clamp(max=1 - 1e-6)).mean()
 
 
 def negative_entropy(Zc: torch.Tensor) -> torch.Tensor:
@@ -143,6 +159,10 @@ def visionmask_loss(
     l_neg = F.cross_entropy(Z[idx, :, a], target)
     loss = l_pos + l_neg
     terms = {"loss/pos": l_pos.item(), "loss/neg": l_neg.item()}
+    if cfg.lambda_del:
+        l_del = deletion_term(Zc[idx, target], a)
+        loss = loss + cfg.lambda_del * l_del
+        terms["loss/del"] = l_del.item()
     if cfg.lambda_ne:
         l_ne = negative_entropy(Zc)
         loss = loss + cfg.lambda_ne * l_ne
@@ -186,8 +206,7 @@ def _explainer_loss(agent, s, a, masks, r, cfg: LossConfig):
     states = torch.stack([overlay(s, m_t, r), overlay(s, m_o, r), overlay(s, 1 - m_t, r)], dim=1)
     z = agent(states.flatten(0, 1)).view(B, 3, -1)
     l_t = F.cross_entropy(z[:, 0], a)
-    p_o = torch.softmax(z[:, 1], dim=-1)[idx, a]
-    l_nt = -torch.log1p(-p_o.clamp(max=1 - 1e-6)).mean()
+    l_nt = deletion_term(z[:, 1], a)
     logp = torch.log_softmax(z[:, 2], dim=-1)
     l_ne = (logp.exp() * logp).sum(-1).mean() / K
     loss = (

@@ -245,10 +245,12 @@ class TrainConfig:
             c.number("loss.a_max", loss.a_max, low=0, high=1, low_open=True)
             c.choice("loss.area_loss", loss.area_loss, AREA_LOSSES)
             c.number("loss.area_min", loss.area_min, low=0, high=1)
-            for name in ("lambda_ne", "lambda_area", "lambda_tv", "lambda_l1"):
+            for name in ("lambda_ne", "lambda_area", "lambda_tv", "lambda_l1", "lambda_del"):
                 c.number(f"loss.{name}", getattr(loss, name), low=0)
             c.choice("loss.kind", loss.kind, LOSS_KINDS)
             c.integer("loss.sampled_actions", loss.sampled_actions, 0, what="0: all non-target actions")
+            if loss.kind == "stalder" and loss.lambda_del:
+                c.add("loss.lambda_del", "0 with loss.kind 'stalder' (its own terms)", loss.lambda_del)
             if loss.kind == "stalder" and loss.sampled_actions:
                 c.add(
                     "loss.sampled_actions", "0 with loss.kind 'stalder' (it has no column term)", loss.sampled_actions
