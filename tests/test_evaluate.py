@@ -186,6 +186,31 @@ def test_cache_reused_only_for_exactly_the_same_run(tmp_path, beacon_states, tin
     evaluate(cfg, progress=False)
     assert _results(tmp_path)["visionmask"]["accuracy"] != 12345.0
 
+    # another explainer with the same reference: only the methods that run it are recomputed
+    import torch
+
+    from vmask_live.explainer import Explainer
+
+    other = Explainer.load("default:Beacon")
+    with torch.no_grad():
+        for p in other.net.parameters():
+            p.add_(0.01)
+    other.save(tmp_path / "other.safetensors")
+    cfg.explainer, cfg.allow_mismatch = str(tmp_path / "other.safetensors"), False
+    evaluate(cfg, progress=False)
+    plant()
+    gradient = tmp_path / "eval" / "methods" / "gradient.json"
+    g = json.loads(gradient.read_text())
+    g["result"]["accuracy"] = 54321.0
+    gradient.write_text(json.dumps(g))
+    with torch.no_grad():
+        for p in other.net.parameters():
+            p.add_(0.01)
+    other.save(tmp_path / "other.safetensors")
+    evaluate(cfg, progress=False)
+    assert _results(tmp_path)["visionmask"]["accuracy"] != 12345.0
+    assert _results(tmp_path)["gradient"]["accuracy"] == 54321.0
+
     cached.write_text(json.dumps({**_results(tmp_path)["visionmask"], "accuracy": 12345.0}))  # an older cache file
     evaluate(cfg, progress=False)
     assert _results(tmp_path)["visionmask"]["accuracy"] != 12345.0

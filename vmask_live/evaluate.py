@@ -423,11 +423,18 @@ def _reference_id(reference: Any) -> str:
     )
 
 
-def _cache_key(cfg: EvaluateConfig, name: str, common: dict[str, Any], stalder_hash: str | None) -> dict[str, Any]:
+def _cache_key(
+    cfg: EvaluateConfig, name: str, common: dict[str, Any], checkpoints: dict[str, str | None], backend: str
+) -> dict[str, Any]:
+    """A method's cache key: the run's (``common``), its settings and, for a method that runs a
+    trained checkpoint (VisionMask, Stalder's Explainer), that checkpoint's weights hash and the
+    inference backend. The other methods never see the explainer, so a new explainer leaves their
+    results valid (its reference, which they do use, is in ``common``)."""
     spec = METHODS[name]
     key = {"method": name, **common, "settings": {k: getattr(cfg, k) for k in spec.settings}}
-    if spec.checkpoint == "stalder":  # the VisionMask explainer's hash is in `common`
-        key["stalder"] = stalder_hash
+    if spec.checkpoint is not None:
+        key[str(spec.checkpoint)] = checkpoints[str(spec.checkpoint)]
+        key["backend"] = backend
     return key
 
 
@@ -592,7 +599,8 @@ def _test_states(cfg: EvaluateConfig, job: _Inputs, out: Path) -> _TestStates:
 
 
 def _run_key(cfg: EvaluateConfig, job: _Inputs, states: _TestStates, reference: Any) -> dict[str, Any]:
-    """Everything every method's result depends on (each method's cache key adds its own settings)."""
+    """Everything every method's result depends on (each method's cache key adds its own settings,
+    and for the methods that run a trained explainer its weights and backend: ``_cache_key``)."""
     from vmask_live import __version__
     from vmask_live.pairing import agent_hash
 
@@ -600,14 +608,12 @@ def _run_key(cfg: EvaluateConfig, job: _Inputs, states: _TestStates, reference: 
     key = {
         "version": __version__,
         "metrics": METRICS_VERSION,
-        "backend": str(getattr(job.vmask, "backend", "torch")),
         "dataset": states.ds.identity,
         "states": _states_id(states.x, states.a),
         "n": n_used,
         "requested_n": cfg.n,
         "seed": cfg.seed,
         "agent": agent_hash(job.agent),
-        "explainer": job.vmask.weights_hash(),
         "reference": _reference_id(reference),
         "lle_n": min(cfg.lle_n, n_used),
         "lle_eps": cfg.lle_eps,
@@ -633,7 +639,11 @@ def _run_methods(
     first four states (for the grid figure)."""
     from rich.progress import Progress
 
-    stalder_hash = job.stalder.weights_hash() if job.stalder is not None else None
+    checkpoints = {
+        "explainer": job.vmask.weights_hash(),
+        "stalder": job.stalder.weights_hash() if job.stalder is not None else None,
+    }
+    backend = str(getattr(explainers["explainer"], "backend", "torch"))  # the runtime that made the maps
     reference = explainers["explainer"].reference
     x, a = states.x, states.a
     (out / "methods").mkdir(parents=True, exist_ok=True)
@@ -647,7 +657,7 @@ def _run_methods(
             counting = CountingAgent(job.agent)
             settings = {k: getattr(cfg, k) for k in spec.settings}
             method = build_method(name, counting, reference, explainers.get(str(spec.checkpoint)), **settings)
-            key = _cache_key(cfg, name, common, stalder_hash)
+            key = _cache_key(cfg, name, common, checkpoints, backend)
             cached = _load_cached(path, key)
             if cached is not None:
                 results[name] = cached
