@@ -192,10 +192,14 @@ def test_cache_reused_only_for_exactly_the_same_run(tmp_path, beacon_states, tin
     from vmask_live.explainer import Explainer
 
     other = Explainer.load("default:Beacon")
-    with torch.no_grad():
-        for p in other.net.parameters():
-            p.add_(0.01)
-    other.save(tmp_path / "other.safetensors")
+
+    def nudge_explainer() -> None:  # new weights, the same reference
+        with torch.no_grad():
+            for p in other.net.parameters():
+                p.add_(0.01)
+        other.save(tmp_path / "other.safetensors")
+
+    nudge_explainer()
     cfg.explainer, cfg.allow_mismatch = str(tmp_path / "other.safetensors"), False
     evaluate(cfg, progress=False)
     plant()
@@ -203,10 +207,7 @@ def test_cache_reused_only_for_exactly_the_same_run(tmp_path, beacon_states, tin
     g = json.loads(gradient.read_text())
     g["result"]["accuracy"] = 54321.0
     gradient.write_text(json.dumps(g))
-    with torch.no_grad():
-        for p in other.net.parameters():
-            p.add_(0.01)
-    other.save(tmp_path / "other.safetensors")
+    nudge_explainer()
     evaluate(cfg, progress=False)
     assert _results(tmp_path)["visionmask"]["accuracy"] != 12345.0
     assert _results(tmp_path)["gradient"]["accuracy"] == 54321.0
