@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from played import played_states
 
 import vmask_live as vm
 from vmask_live.metrics import evaluate_maps
@@ -45,25 +46,6 @@ def test_mspacman_explainer_meets_the_quality_targets_on_shipped_test_states():
     assert res["deletion"] <= del_max
 
 
-def _beacon_states(agent, n: int, seed: int) -> tuple[np.ndarray, torch.Tensor]:
-    """``n`` Beacon states the agent plays with 30% random actions, and their relevant masks."""
-    env = vm.make_env("Beacon")
-    rng = np.random.default_rng(seed)
-    obs, info = env.reset(seed=seed)
-    states, relevant = [], []
-    while len(states) < n:
-        states.append(np.asarray(obs))
-        relevant.append(info["relevant_mask"])
-        action = int(agent.act(np.asarray(obs)[None])[0][0])
-        if rng.random() < 0.3:
-            action = int(rng.integers(env.action_space.n))
-        obs, _, term, trunc, info = env.step(action)
-        if term or trunc:
-            obs, info = env.reset()
-    env.close()
-    return np.stack(states), torch.as_tensor(np.stack(relevant))
-
-
 def test_bundled_beacon_maps_point_at_the_runner_and_beacon_also_where_the_agent_waits():
     """The runner on the beacon (NOOP): the reference alone (an empty screen) already yields NOOP,
     so only the deletion term gives that map pixels; the bundle before it (stage 2 without
@@ -74,7 +56,8 @@ def test_bundled_beacon_maps_point_at_the_runner_and_beacon_also_where_the_agent
 
     agent = vm.load_agent("default:Beacon")
     explainer = vm.load_explainer("default:Beacon", backend="torch")
-    obs, relevant = _beacon_states(agent, 600, seed=0)
+    obs, infos = played_states("Beacon", agent, 600, seed=0, random_share=0.3)
+    relevant = torch.as_tensor(np.stack([info["relevant_mask"] for info in infos]))
     x = agent.obs_format.to_model(obs)
     with torch.inference_mode():
         actions = agent(x).argmax(1)

@@ -10,6 +10,7 @@ import json
 
 import numpy as np
 import pytest
+from played import played_states
 
 import vmask_live as vm
 import vmask_live._optional as optional
@@ -173,20 +174,6 @@ def test_dqn_trains_exports_and_evaluates_on_vizdoom(tmp_path):
         run_train_dqn(cfg)
 
 
-def _played_states(env_name: str, agent, n: int, seed: int) -> np.ndarray:
-    env = vm.make_env(env_name)
-    obs, _ = env.reset(seed=seed)
-    states = []
-    while len(states) < n:
-        states.append(np.asarray(obs))
-        action = int(agent.act(np.asarray(obs)[None])[0][0])
-        obs, _, term, trunc, _ = env.step(action)
-        if term or trunc:
-            obs, _ = env.reset()
-    env.close()
-    return np.stack(states)
-
-
 # (env, module of its extra, least accuracy, least insertion gain over a uniform map), with margins
 # below what was measured on 64 states the agent plays, seed 0 / seed 1:
 # VizDoom: accuracy 100 / 100 against the uniform map's 89.1 / 95.3, insertion (AUC of p(a))
@@ -218,7 +205,7 @@ def test_bundled_pair_keeps_the_agents_action(name, module, min_accuracy, min_ga
     agent = vm.load_agent(f"default:{name}")
     explainer = Explainer.load(f"default:{name}")
     vm.ExplainedEnv(vm.make_env(name), explainer, agent=agent, backend="torch").close()  # pairing holds
-    x = agent.obs_format.to_model(_played_states(name, agent, 64, seed=0))
+    x = agent.obs_format.to_model(played_states(name, agent, 64, seed=0)[0])
     with torch.inference_mode():
         actions = agent(x).argmax(1)
     ours = evaluate_maps(agent, x, actions, explainer.attribute, explainer.reference, n_steps=20, with_lle=False)
