@@ -6,7 +6,8 @@ Prints markdown tables: ms/frame at batch 1 and 16 for each available backend (e
 torch.compile, ONNX Runtime, TensorRT on CUDA) with its map parity to eager torch on the 64 shipped
 Ms. Pac-Man test states (max abs difference; share of maps whose most salient pixel is one of eager's, ties within 1e-4), then env+agent step vs ExplainedEnv step
 (backend auto; the loops timed side by side, in blocks of 50 steps in turn), the headless play-loop FPS at scale 4 (SDL dummy driver), and the vector form's
-throughput at 16 envs against the single-env form.
+throughput at 16 envs against the single-env form, with the CPU time of each part of its step and the
+bound that CPU time sets on this machine's cores.
 """
 
 from __future__ import annotations
@@ -198,6 +199,58 @@ def env_table(env_name: str, spec: str, agent_spec: str, repeats: int) -> None:
     print(
         f"\nVector form throughput: {1000 / per_env:.0f} env-steps/s vs single {1000 / t_wrapped:.0f} "
         f"({t_wrapped / per_env:.1f}x)"
+    )
+    vector_bound(venv, env_name, exp, agent, steps, t_wrapped)
+
+
+def vector_bound(venv, env_name: str, exp, agent, steps: int, t_single: float) -> None:
+    """The work of one vector step in CPU time (all threads of the process), by part, and the
+    throughput it allows on this machine's cores if the parts overlapped perfectly."""
+    import gymnasium as gym
+
+    import vmask_live as vm
+
+    n_envs = venv.num_envs
+    plain = gym.vector.SyncVectorEnv([lambda: vm.make_env(env_name) for _ in range(n_envs)])
+    obs, _ = plain.reset(seed=0)
+    actions = agent.act(obs)[0]
+
+    def emulators():
+        nonlocal obs
+        obs, *_ = plain.step(actions)
+
+    _, infos = venv.reset(seed=0)
+
+    def whole():
+        nonlocal infos
+        _, _, _, _, infos = venv.step(infos["saliency_action"])
+
+    parts = {
+        f"{n_envs} emulators (SyncVectorEnv.step)": emulators,
+        f"agent, batch {n_envs}": lambda: agent.act(obs),
+        f"explainer, batch {n_envs}": lambda: exp(obs),
+        "whole ExplainedVectorEnv step (+ objects, info)": whole,
+    }
+    print(f"\n### Where a vector step goes ({n_envs} envs, median of {steps} calls, per env-step)\n")
+    print("| part | wall ms | CPU ms (all threads) |")
+    print("|---|---|---|")
+    cpu: dict[str, float] = {}
+    for name, fn in parts.items():
+        for _ in range(3):
+            fn()
+        walls, cpus = [], []
+        for _ in range(steps):
+            w, c = time.perf_counter(), time.process_time()
+            fn()
+            walls.append(time.perf_counter() - w)
+            cpus.append(time.process_time() - c)
+        cpu[name] = 1000 * statistics.median(cpus) / n_envs
+        print(f"| {name} | {1000 * statistics.median(walls) / n_envs:.2f} | {cpu[name]:.2f} |")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    best = cpu["whole ExplainedVectorEnv step (+ objects, info)"] / cores
+    print(
+        f"\nOn {cores} cores the whole step's CPU time allows at best {best:.2f} ms per env-step, "
+        f"{t_single / best:.1f}x the single env ({t_single:.2f} ms), even if every part overlapped."
     )
 
 
