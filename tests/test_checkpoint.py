@@ -77,3 +77,38 @@ def test_explainer_file_whose_names_or_reference_do_not_fit_is_refused(tmp_path)
     save_checkpoint(tmp_path / "ref.safetensors", tensors, {**meta, "reference": {"kind": "blur"}})
     with pytest.raises(CheckpointError, match="has a reference it cannot rebuild"):
         Explainer.load(tmp_path / "ref.safetensors")
+
+
+def test_non_finite_weights_are_never_written_nor_loaded(tmp_path):
+    """NaN weights make maps and actions that look like numbers (evaluate scored such an explainer
+    at insertion 21.8): saving refuses them, and a file holding them (written by hand) is refused."""
+    from safetensors.torch import load_file
+
+    exp = tiny_explainer()
+    path = exp.save(tmp_path / "e.safetensors")
+    with torch.no_grad():
+        next(exp.net.parameters())[0].fill_(float("nan"))
+    with pytest.raises(CheckpointError, match=r"Refusing to write .*e\.safetensors.*hold NaN or infinite values"):
+        exp.save(path)
+    Explainer.load(path)  # the file already there is kept, finite
+
+    tensors = load_file(str(path))
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        metadata = f.metadata()
+    name = next(k for k, t in tensors.items() if t.is_floating_point())
+    tensors[name] = tensors[name].clone()
+    tensors[name].view(-1)[0] = float("inf")
+    save_file(tensors, str(tmp_path / "inf.safetensors"), metadata=metadata)
+    with pytest.raises(
+        CheckpointError, match=rf"holds NaN or infinite values in {name}: .*diverged run or was damaged"
+    ):
+        Explainer.load(tmp_path / "inf.safetensors")
+
+    agent = tiny_agent()
+    kwargs = {"in_channels": 1, "n_actions": 5, "input_size": (84, 84), "width": 4}
+    with torch.no_grad():
+        next(agent.parameters()).fill_(float("nan"))
+    with pytest.raises(CheckpointError, match="hold NaN or infinite values"):
+        save_agent(tmp_path / "agent.safetensors", agent, "small_cnn", kwargs)

@@ -247,3 +247,42 @@ def test_cli_evaluate_from_env_and_source_errors(tmp_path):
     assert "| visionmask |" in (out / "report.md").read_text()
     proc = cli("--env", "Beacon", "--data", str(tmp_path), "--out", str(out))
     assert proc.returncode == 2 and "got both data=" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_report_breaks_the_explainer_down_by_action_and_warns_of_empty_maps(tmp_path, beacon_states, caplog):
+    """An explainer that keeps nothing for one action (the reference alone yields it) scores well
+    overall; the per-action table shows it and the report warns, naming the action."""
+    import torch
+
+    from vmask_live.explainer import Explainer
+
+    cfg = _cfg(tmp_path, data=str(beacon_states.path), agent="default:Beacon", explainer="default:Beacon")
+    cfg.methods, cfg.n, cfg.lle_n = "visionmask", 60, 0
+    evaluate(cfg, progress=False)
+    res = _results(tmp_path)["visionmask"]
+    rows = res["by_action"]
+    assert sum(r["n"] for r in rows.values()) == res["n"] >= 20  # the dataset's test split: 25 states
+    assert all(r["empty_maps"] == 0 for r in rows.values())  # the bundle: no empty maps
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert "### VisionMask by the chosen action" in report and "Warning" not in report
+    # Beacon's empty screen yields NOOP: the report says so for every NOOP state, and for no other action
+    picks = json.loads((tmp_path / "eval" / "results.json").read_text())["reference_picks"]
+    assert picks.keys() == rows.keys() and picks["0"] == 100 and all(v == 0 for k, v in picks.items() if k != "0")
+    assert "The agent picks NOOP (100% of its states) on the reference alone" in report
+
+    common = max(rows, key=lambda k: rows[k]["n"])
+    exp = Explainer.load("default:Beacon")
+    with torch.no_grad():
+        exp.net.refine[2].bias[int(common)] -= 100.0  # that action's maps: sigmoid(-100) = 0
+    exp.save(tmp_path / "empty.safetensors")
+    cfg.explainer = str(tmp_path / "empty.safetensors")
+    with caplog.at_level(logging.WARNING, logger="vmask_live.evaluate"):
+        evaluate(cfg, progress=False)
+    rows = _results(tmp_path)["visionmask"]["by_action"]
+    assert rows[common]["empty_maps"] == 100 and rows[common]["map_area"] < 0.01
+    assert all(r["empty_maps"] == 0 for k, r in rows.items() if k != common)
+    name = exp.action_names[int(common)]
+    n = rows[common]["n"]
+    warning = f"the maps of {name} ({n} of {n} states) are empty"
+    assert warning in (tmp_path / "eval" / "report.md").read_text().replace("**", "")
+    assert f"the maps of {name} ({n} of {n} states) are empty" in caplog.text

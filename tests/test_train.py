@@ -265,3 +265,15 @@ def test_init_warm_starts_a_refined_run_and_refuses_another_network(beacon_agent
         )
     with pytest.raises(ConfigError, match="refine: expected False with arch 'fcn'"):
         train(_tiny(beacon_data, tmp_path / "fcn", arch="fcn", refine=True), agent=beacon_agent[0])
+
+
+def test_diverged_training_stops_with_a_clear_error_and_writes_no_broken_weights(beacon_agent, beacon_data, tmp_path):
+    """A learning rate that blows the weights up: the run stops at the first non-finite loss,
+    naming the step, instead of training on and saving NaN weights as its best explainer."""
+    from vmask_live.errors import TrainingDiverged
+
+    out = tmp_path / "run"
+    cfg = _tiny(beacon_data, out, epochs=2, steps_per_epoch=4, checkpoint_every=1, lr=1e30)
+    with pytest.raises(TrainingDiverged, match=r"The loss became nan at epoch 1, step [2-4]: training diverged"):
+        train(cfg, agent=beacon_agent[0], progress=False)
+    assert not (out / "explainer.safetensors").exists()

@@ -22,14 +22,42 @@ from safetensors.torch import load_file, save_file
 from vmask_live.atomic import atomic_path, atomic_write_text
 from vmask_live.errors import CheckpointError
 
-__all__ = ["CheckpointError", "save_checkpoint", "read_checkpoint", "read_meta", "atomic_write_text", "tensors_sha256"]
+__all__ = [
+    "CheckpointError",
+    "non_finite",
+    "save_checkpoint",
+    "read_checkpoint",
+    "read_meta",
+    "atomic_write_text",
+    "tensors_sha256",
+]
 
 META_KEY = "vmask_live"
 
 
+def non_finite(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """The names of the floating-point tensors that hold a NaN or an infinity."""
+    return [k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+
+
+def _names(keys: list[str]) -> str:
+    return ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+
+
 def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
-    """Atomically write ``tensors`` and ``meta`` (JSON-serialisable) to one safetensors file."""
+    """Atomically write ``tensors`` and ``meta`` (JSON-serialisable) to one safetensors file.
+
+    Raises:
+        CheckpointError: a tensor holds NaN or infinite values (nothing is written; a file already
+            at ``path`` stays as it was).
+    """
     path = Path(path)
+    bad = non_finite(tensors)
+    if bad:
+        raise CheckpointError(
+            f"Refusing to write {str(path)!r}: {_names(bad)} hold NaN or infinite values (a diverged "
+            "training run?); the file already there, if any, is kept"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
@@ -100,6 +128,13 @@ def read_checkpoint(path: str | os.PathLike, expect_format: str) -> tuple[dict[s
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise _unreadable(path, err) from err
+    bad = non_finite(tensors)
+    if bad:
+        raise CheckpointError(
+            f"Checkpoint {str(path)!r} holds NaN or infinite values in {_names(bad)}: its maps or actions "
+            "would be meaningless. It comes from a diverged run or was damaged; use an earlier checkpoint "
+            "or retrain (a lower --lr, or --precision fp32)"
+        )
     return tensors, meta
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "NoDisplayError",
     "MissingExtraError",
     "UnsafeFileError",
+    "TrainingDiverged",
 ]
 
 
@@ -66,3 +67,7 @@ class MissingExtraError(VmaskError, DependencyNotInstalled):
 
 class UnsafeFileError(VmaskError, ValueError):
     """A file whose loading would execute code from it (a pickle) without an explicit opt-in."""
+
+
+class TrainingDiverged(VmaskError, RuntimeError):
+    """A training loss that became NaN or infinite: the weights are no longer usable."""

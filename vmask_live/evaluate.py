@@ -38,7 +38,7 @@ from vmask_live.atomic import atomic_write_bytes, atomic_write_text
 from vmask_live.checkpoint import tensors_sha256
 from vmask_live.errors import DatasetError, ObservationError, PairingError
 from vmask_live.methods import METHODS, CountingAgent, MethodSpec, build_method, check_requirements
-from vmask_live.metrics import METRICS_VERSION, evaluate_maps, normalise, rescale
+from vmask_live.metrics import EMPTY_MAP_MAX, METRICS_VERSION, evaluate_maps, normalise, rescale
 from vmask_live.object_metrics import (
     ACTORS,
     ObjectSettings,
@@ -435,6 +435,7 @@ def _cache_key(
     if spec.checkpoint is not None:
         key[str(spec.checkpoint)] = checkpoints[str(spec.checkpoint)]
         key["backend"] = backend
+    key["by_action"] = True  # results hold the per-action breakdown (older caches lack it)
     return key
 
 
@@ -495,9 +496,14 @@ def evaluate(
     explainers = {"explainer": vmask, "stalder": compile_(job.stalder) if job.stalder is not None else None}
     key = _run_key(cfg, job, states, vmask.reference)
     results, grid_maps = _run_methods(cfg, job, states, explainers, key, out, progress)
+    for name, res in results.items():
+        empty = _empty_actions(res, vmask.action_names)
+        if empty:
+            log.warning("%s: the maps of %s are empty; see report.md", METHODS[name].display_name, ", ".join(empty))
     if states.relevant is not None:
         results[GROUND_TRUTH] = _ground_truth(cfg, job.agent, states, vmask.reference)
     objects = _object_summary(job.agent, states, vmask.reference)
+    reference_picks = _reference_picks(job.agent, states, vmask.reference)
     x4, a4 = states.x[:4], states.a[:4]
     counterfactual = _counterfactual(job.agent, vmask, x4, grid_maps)
 
@@ -509,8 +515,8 @@ def evaluate(
         "states": str(states.ds.path),
         "key": key,
     }
-    _write_markdown(out, states.ds.env, header, results, objects)
-    _write_tables(out, cfg, resolved, results, objects)
+    _write_markdown(out, states.ds.env, header, results, objects, (vmask.action_names, reference_picks))
+    _write_tables(out, cfg, resolved, results, objects, reference_picks)
     plt = _pyplot()
     _plot_curves(plt, out, results)
     _plot_grid(plt, out, grid_maps, x4, a4, vmask.action_names)
@@ -705,6 +711,7 @@ def _measure(
         cfg.insertion_steps,
         with_lle=False,
         rescale_maps=not METHODS[name].gives_masks,
+        per_action=True,
     )
     if n_lle:
         lle_res = evaluate_maps(
@@ -743,6 +750,20 @@ def _object_summary(agent: Any, states: _TestStates, reference: Any) -> dict[str
         },
         "category_flips": category_flips(agent, states.x, states.a, obj.regions, reference),
     }
+
+
+@torch.inference_mode()
+def _reference_picks(agent: Any, states: _TestStates, reference: Any) -> dict[str, float]:
+    """Per chosen action, the % of its test states in which the agent picks it on the reference
+    alone (all state information removed). There, deleting pixels moves the state toward a frame
+    that still yields the action, so no map can get a low deletion; and the loss is met by an
+    empty map unless the deletion term (``--lambda-del``) asks for more."""
+    picks = []
+    for i in range(0, len(states.a), 64):
+        xb = states.x[i : i + 64]
+        picks.append(agent(reference(xb).expand_as(xb)).argmax(1))
+    same = (torch.cat(picks) == states.a).float()
+    return {str(k): 100 * float(same[states.a == k].mean()) for k in torch.unique(states.a).tolist()}
 
 
 def _ground_truth(cfg: EvaluateConfig, agent: Any, states: _TestStates, reference: Any) -> dict[str, Any]:
@@ -838,11 +859,78 @@ def _object_markdown(results: dict[str, dict[str, Any]], objects: dict[str, Any]
     ]
 
 
+def _empty_actions(result: dict[str, Any], action_names: list[str], least: int = 3) -> list[str]:
+    """The actions (chosen in at least ``least`` test states) whose maps are empty in at least
+    half of them, as ``"NAME (x of n states)"``: the explainer explains them by nothing."""
+    found = []
+    for k, row in result.get("by_action", {}).items():
+        n, empty = int(row["n"]), round(row["empty_maps"] * row["n"] / 100)
+        if n >= least and 2 * empty >= n:
+            found.append(f"{action_names[int(k)]} ({empty} of {n} states)")
+    return found
+
+
+def _by_action_markdown(
+    results: dict[str, dict[str, Any]], action_names: list[str], reference_picks: dict[str, float]
+) -> list[str]:
+    """A table per checkpoint method (VisionMask, Stalder's Explainer): its metrics by the chosen
+    action, with how often the reference alone yields the action, the map area and the share of
+    empty maps; a warning line for actions whose maps are empty. (Every method's breakdown is in
+    ``results.json``.)"""
+    lines: list[str] = []
+    for name, res in results.items():
+        rows = res.get("by_action")
+        if not rows or name not in METHODS or METHODS[name].checkpoint is None:
+            continue
+        cols = metric_columns(rows.values(), require="all")
+        lines += ["", f"### {METHODS[name].display_name} by the chosen action", ""]
+        table = [
+            [
+                action_names[int(k)],
+                int(r["n"]),
+                reference_picks.get(k),
+                *(r[c] for c in cols),
+                r["map_area"],
+                r["empty_maps"],
+            ]
+            for k, r in sorted(rows.items(), key=lambda kv: int(kv[0]))
+        ]
+        header = ["action", "states", "reference alone yields it %", *cols.values(), "map area %", "empty maps %"]
+        lines += markdown_table(header, table)
+        empty = _empty_actions(res, action_names)
+        if empty:
+            lines += [
+                "",
+                f"**Warning: the maps of {', '.join(empty)} are empty** (largest value below {EMPTY_MAP_MAX}): "
+                "the explainer keeps nothing of these states. This happens when the reference alone already "
+                "yields the action (the loss is then met by an empty map); retraining with `--lambda-del 1` "
+                "gives such maps pixels (docs/ablation-beacon.md).",
+            ]
+    yielded = [
+        f"{action_names[int(k)]} ({v:.0f}% of its states)" for k, v in sorted(reference_picks.items()) if v >= 50
+    ]
+    if lines and yielded:
+        lines += [
+            "",
+            f"The agent picks {', '.join(yielded)} on the reference alone. Deleting pixels moves a state toward "
+            "the reference, so in those states the action's probability stays high however good the map: "
+            "their deletion is high for every method, and the overall deletion mixes them with the rest.",
+        ]
+    return lines
+
+
 def _write_markdown(
-    out: Path, env: str, header: str, results: dict[str, dict[str, Any]], objects: dict[str, Any] | None = None
+    out: Path,
+    env: str,
+    header: str,
+    results: dict[str, dict[str, Any]],
+    objects: dict[str, Any] | None = None,
+    actions: tuple[list[str], dict[str, float]] | None = None,
 ) -> None:
     """``report.md``: the table of every metric any method has, method costs, the paper's numbers,
-    and (where the states have game objects) the Objects table."""
+    the checkpoint methods' metrics by the chosen action (``actions``: the action names and how
+    often the reference alone yields each; warning of empty maps) and (where the
+    states have game objects) the Objects table."""
     cols = metric_columns(results.values(), require="any")
     lines = [f"# Saliency methods on {env}", "", header, ""]
     rows = [[name, *(r.get(k) for k in cols)] for name, r in results.items()]
@@ -860,6 +948,8 @@ def _write_markdown(
             "relevant-pixel mask itself, a perfect explanation: insertion/deletion cannot separate methods "
             "that come within about a point of it.",
         ]
+    if actions is not None:
+        lines += _by_action_markdown(results, *actions)
     if objects is not None:
         lines += _object_markdown(results, objects)
     lines += [
@@ -882,12 +972,16 @@ def _write_tables(
     resolved: dict[str, Any],
     results: dict[str, dict[str, Any]],
     objects: dict[str, Any] | None = None,
+    reference_picks: dict[str, float] | None = None,
 ) -> None:
-    """``results.json`` (settings, what they resolved to, every result with its curves, the object
-    summary) and ``results.csv`` (with the object columns and fixed-map rows where there are objects)."""
+    """``results.json`` (settings, what they resolved to, every result with its curves and its
+    metrics by the chosen action, the object summary, how often the reference alone yields each
+    chosen action) and ``results.csv`` (with the object columns and fixed-map rows where there are objects)."""
     saved: dict[str, Any] = {"config": asdict(cfg), "resolved": resolved, "results": results}
     if objects is not None:
         saved["objects"] = objects
+    if reference_picks is not None:
+        saved["reference_picks"] = reference_picks
     atomic_write_text(out / "results.json", json.dumps(saved, indent=1))
     cols = list(metric_columns(results.values(), require="any"))
     table = dict(results)

@@ -9,6 +9,7 @@ states of several samples go through the agent together.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -25,6 +26,8 @@ __all__ = [
     "sparseness",
     "relevance_mass",
     "pointing_game",
+    "EMPTY_MAP_MAX",
+    "by_action",
     "evaluate_maps",
 ]
 
@@ -34,6 +37,11 @@ METRICS_VERSION = 3
 """Bumped whenever a metric's definition changes (2, 3: accuracy and relevance mass rescale the
 maps of non-mask methods per map, never per batch; sparseness takes the maps as they are);
 ``evaluate``'s cached results key on it, so no result of an older definition is reused."""
+
+EMPTY_MAP_MAX = 0.05
+"""A mask whose largest value is below this keeps (almost) nothing of its state: an *empty* map.
+An explainer gives them to an action the reference alone already yields (Beacon's NOOP before the
+deletion term, docs/ablation-beacon.md); the per-action breakdown counts them."""
 
 
 def rescale(maps: torch.Tensor) -> torch.Tensor:
@@ -157,6 +165,20 @@ def pointing_game(maps: torch.Tensor, relevant: torch.Tensor) -> torch.Tensor:
     return relevant.flatten(1).gather(1, idx[:, None]).squeeze(1).bool()
 
 
+def by_action(per_sample: dict[str, torch.Tensor], actions: torch.Tensor) -> dict[str, dict[str, float]]:
+    """Means of per-sample values grouped by the chosen action: ``{str(a): {"n": count, key: mean}}``.
+
+    Example:
+        >>> by_action({"accuracy": torch.tensor([100.0, 0.0, 100.0])}, torch.tensor([1, 0, 1]))
+        {'0': {'n': 1, 'accuracy': 0.0}, '1': {'n': 2, 'accuracy': 100.0}}
+    """
+    out: dict[str, dict[str, float]] = {}
+    for k in torch.unique(actions).tolist():
+        sel = actions == k
+        out[str(k)] = {"n": int(sel.sum()), **{m: float(v[sel].float().mean()) for m, v in per_sample.items()}}
+    return out
+
+
 def evaluate_maps(
     agent: torch.nn.Module,
     x: torch.Tensor,
@@ -170,7 +192,8 @@ def evaluate_maps(
     with_lle: bool = True,
     batch_size: int = 32,
     rescale_maps: bool = False,
-) -> dict[str, float | list[float]]:
+    per_action: bool = False,
+) -> dict[str, Any]:
     """All metrics of one saliency function on states ``x``, as means (and mean curves).
 
     ``fn`` is a saliency function or precomputed maps ``(B, H, W)`` (LLE then needs a function).
@@ -179,6 +202,9 @@ def evaluate_maps(
     relevance mass take each map min-max rescaled (:func:`rescale`); sparseness (the Gini index of
     ``|m|``, as Quantus computes it), insertion/deletion and pointing, which a per-map rescaling
     leaves unchanged or must not shift, take the maps as they are.
+    ``per_action``: also ``out["by_action"]`` (:func:`by_action`): every per-sample metric by the
+    chosen action, with ``map_area`` (the mask's mean, % of the frame) and ``empty_maps`` (% of
+    that action's maps whose largest value is below :data:`EMPTY_MAP_MAX`).
     """
     if isinstance(fn, torch.Tensor) and with_lle:
         raise ValueError("LLE re-explains perturbed states: pass a saliency function, not maps")
@@ -204,10 +230,17 @@ def evaluate_maps(
             res["relevance_mass"] = relevance_mass(unit, rel)
             res["pointing_game"] = 100 * pointing_game(maps, rel).float()
             res["relevant_area"] = 100 * rel.flatten(1).float().mean(1)
+        if per_action:
+            res["map_area"] = 100 * unit.flatten(1).mean(1)
+            res["empty_maps"] = 100 * (unit.flatten(1).amax(1) < EMPTY_MAP_MAX).float()
         for k, value in res.items():
             rows.setdefault(k, []).append(value)
     n = x.shape[0]
-    out: dict[str, float | list[float]] = {}
+    out: dict[str, Any] = {}
+    if per_action:
+        samples = {k: torch.cat(parts) for k, parts in rows.items() if not k.endswith("_curve")}
+        out["by_action"] = by_action(samples, actions)
+        del rows["map_area"], rows["empty_maps"]
     for k, parts in rows.items():
         if k.endswith("_curve"):
             out[k] = (torch.cat(parts).sum(0) / n).tolist()

@@ -39,7 +39,7 @@ import torch
 
 from vmask_live.checkpoint import CheckpointError, load_state, read_checkpoint, save_checkpoint
 from vmask_live.dataset import Dataset, DatasetError
-from vmask_live.errors import ConfigError
+from vmask_live.errors import ConfigError, TrainingDiverged
 from vmask_live.explainer import Explainer
 from vmask_live.explainer_nets import ARCHITECTURES, build_explainer
 from vmask_live.interrupt import sigterm_as_interrupt
@@ -363,7 +363,7 @@ def _validate(exp, agent, ds, idx, cfg, device) -> dict[str, float]:
             loss, _ = visionmask_loss(agent, xb, ab, exp.maps(xb), exp.reference(xb), full_loss)
             losses.append(loss.item() * len(ab))
     res = evaluate_maps(agent, x, a, exp.attribute, exp.reference, n_steps=cfg.val_insertion_steps, with_lle=False)
-    out = {f"val/{k}": float(v) for k, v in res.items() if not k.endswith("_curve") and k != "n"}  # type: ignore[arg-type]
+    out = {f"val/{k}": float(v) for k, v in res.items() if not k.endswith("_curve") and k != "n"}
     out["val/loss"] = float(sum(losses) / len(idx))
     return out
 
@@ -797,6 +797,13 @@ def _train_epoch(run: _Run, bar: Progress) -> tuple[dict[str, float], bool]:
             x = x.contiguous(memory_format=torch.channels_last)
         a = torch.as_tensor(batch["actions"], device=run.device)
         terms = train_step(run.model, run.agent, x, a, run.reference, cfg.loss, run.opt, cfg.input_noise, cfg.precision)
+        if not np.isfinite(terms["loss/total"]):
+            raise TrainingDiverged(
+                f"The loss became {terms['loss/total']} at epoch {epoch + 1}, step {step + 1}: training diverged "
+                f"and the weights are no longer finite. Nothing of this step was saved; {run.best_path} holds the "
+                f"best finite explainer so far and {run.last_path} the last saved state (--resume goes on from "
+                "it). Retrain with a lower --lr, or --precision fp32"
+            )
         state["samples"] += cfg.batch_size
         for k, v in terms.items():
             sums[k] = sums.get(k, 0.0) + v
