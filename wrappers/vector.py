@@ -274,6 +274,14 @@ class ExplainedVecEnv:
                         raise ConfigError(f"info of sub-env {i} already has a {key!r} entry; pass objects=False")
                 infos[i].update(found.keys(maps[i]))
 
+        def refuse_taken(info: dict[str, Any], i: int) -> None:  # another explainer's maps: never overwritten
+            for key in ("saliency", "saliency_action", "action_probs"):
+                if key in info:
+                    raise ConfigError(
+                        f"info of sub-env {i} already has a {key!r} entry (its env is explained already); unwrap "
+                        "the other explainer (ExplainedEnv inside the VecEnv) or this one"
+                    )
+
         class _ExplainedVecEnv(base):  # type: ignore[misc, valid-type]
             def __init__(self) -> None:
                 super().__init__(venv)
@@ -282,6 +290,8 @@ class ExplainedVecEnv:
 
             def reset(self) -> VecEnvObs:
                 obs = self.venv.reset()
+                for i, info in enumerate(getattr(self.venv, "reset_infos", None) or []):
+                    refuse_taken(info, i)
                 extra, prepared = explain.call_with(obs, prepare)
                 self.reset_infos = [{k: v[i] for k, v in extra.items()} for i in range(self.num_envs)]
                 add_objects(extra["saliency"], prepared, self.reset_infos)
@@ -289,6 +299,8 @@ class ExplainedVecEnv:
 
             def step_wait(self) -> VecEnvStepReturn:
                 obs, rewards, dones, infos = self.venv.step_wait()
+                for i, info in enumerate(infos):
+                    refuse_taken(info, i)
                 extra, prepared = explain.call_with(obs, prepare)
                 for i, info in enumerate(infos):
                     info.update({k: v[i] for k, v in extra.items()})

@@ -171,6 +171,25 @@ def test_sb3_vec_env_wrapper():
     assert infos[0]["saliency"].shape == (5, 84, 84) and "action_probs" in infos[1]
 
 
+def test_sb3_vec_env_refuses_to_overwrite_another_explainers_maps():
+    """Sub-envs that are explained already (an ExplainedEnv inside the VecEnv): wrapping the VecEnv
+    again would silently replace their maps by the outer explainer's; it is refused instead."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from vmask_live.errors import ConfigError
+
+    inner = DummyVecEnv([lambda: vm.ExplainedEnv(vm.make_env("Beacon"), tiny_explainer()) for _ in range(2)])
+    env = vm.wrappers.ExplainedVecEnv(inner, tiny_explainer(), agent=tiny_agent())
+    with pytest.raises(ConfigError, match="info of sub-env 0 already has a 'saliency' entry"):
+        env.reset()
+    plain = DummyVecEnv([lambda: vm.ExplainedEnv(vm.make_env("Beacon"), tiny_explainer()) for _ in range(2)])
+    plain.reset()
+    _, _, _, infos = plain.step(np.zeros(2, dtype=np.int64))
+    assert infos[0]["saliency"].shape == (5, 84, 84)  # on its own the inner explainer works
+    with pytest.raises(ConfigError, match="already has a 'saliency' entry"):
+        env.step(np.zeros(2, dtype=np.int64))
+
+
 def test_sb3_vec_env_keys_at_an_episode_end_describe_the_right_state():
     from stable_baselines3.common.vec_env import DummyVecEnv
 
