@@ -218,3 +218,32 @@ def test_agent_with_other_observations_is_refused(tmp_path):
         ConfigError, match=r"expects observations of shape \(4, 84, 84\).*env 'Beacon' gives \(84, 84\)"
     ):
         collect(_cfg(tmp_path), agent=agent, progress=False)
+
+
+def test_same_weights_with_another_input_scale_is_refused_by_train_and_evaluate(beacon_agent, beacon_data, tmp_path):
+    """The weight hash matches, but the agent sees its inputs x255: its actions are no longer the
+    labels. Both jobs compare the stored logits and refuse, naming the likely cause."""
+    from vmask_live.agents import TorchAgent
+    from vmask_live.evaluate import EvaluateConfig, evaluate
+    from vmask_live.pairing import agent_hash
+    from vmask_live.train import TrainConfig, train
+
+    agent = beacon_agent[0]
+    beacon_data.check_agent_outputs(agent)  # the collecting agent passes
+    scaled = TorchAgent(agent.module, agent.obs_format, agent.n_actions, 255.0, agent.action_names).freeze()
+    assert agent_hash(scaled) == agent_hash(agent)
+    message = r"has the weights that collected dataset .* but computes other outputs .*input_scale"
+    with pytest.raises(DatasetError, match=message):
+        train(
+            TrainConfig(data=str(beacon_data.path), out=str(tmp_path / "run"), epochs=1), agent=scaled, progress=False
+        )
+    assert not (tmp_path / "run" / "explainer.safetensors").exists()
+    from vmask_live.testing import tiny_explainer
+
+    explainer = tiny_explainer().save(tmp_path / "explainer.safetensors")
+    cfg = EvaluateConfig(
+        data=str(beacon_data.path), explainer=str(explainer), allow_mismatch=True, methods="gradient", n=4, lle_n=0
+    )
+    cfg.out = str(tmp_path / "eval")
+    with pytest.raises(DatasetError, match=message):
+        evaluate(cfg, agent=scaled, progress=False)

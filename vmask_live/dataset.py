@@ -824,6 +824,34 @@ class Dataset:
         self.manifest["counts"] = {s: int(len(self._split_indices(s))) for s in SPLITS}
         atomic_write_text(self.path / "manifest.json", json.dumps(self.manifest, indent=1))
 
+    def check_agent_outputs(self, agent: Any, what: str = "agent", n: int = 32, rtol: float = 1e-2) -> None:
+        """The agent must give, on the first ``n`` stored states, the logits stored when they were
+        collected (the labels are their arg-max). The weight hash (``agent_hash``) cannot see a
+        change outside the weights: another ``input_scale``, frame stack or preprocessing.
+
+        ``rtol``: the largest logit difference allowed, relative to the largest stored logit;
+        other CPUs or a GPU's TF32 differ by well under 1e-2 of it.
+
+        Raises:
+            DatasetError: the agent computes other outputs on the dataset's own states.
+        """
+        idx = np.arange(min(n, len(self)))
+        batch = self.get(idx, ("obs", "logits"))
+        with torch.inference_mode():
+            actions, _, logits = agent.act(batch["obs"])
+        stored = batch["logits"].astype(np.float32)
+        diff = float(np.abs(logits - stored).max())
+        scale = max(float(np.abs(stored).max()), 1e-6)
+        if diff > rtol * scale:
+            agree = 100 * float((actions == stored.argmax(1)).mean())
+            raise DatasetError(
+                f"The {what} has the weights that collected dataset {str(self.path)!r} but computes other outputs "
+                f"on its states: the largest logit difference is {diff:.3g} (stored logits up to {scale:.3g}; "
+                f"same action in {agree:.0f}% of {len(idx)} states). Something outside the weights changed: the "
+                "input scale (input_scale=), the frame stack or the preprocessing. Load the agent as it was "
+                "when collecting, or collect again with it"
+            )
+
     def statistics(self) -> tuple[np.ndarray, np.ndarray]:
         """(background ``(C, H, W)``, mean ``(C,)``) in model space.
 

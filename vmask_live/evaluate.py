@@ -285,6 +285,7 @@ def _check_dataset(ds: Any, agent: Any, agent_spec: str) -> None:
             f"Dataset {str(ds.path)!r} holds observations {tuple(ds.obs_format.shape)} with {ds.n_actions} actions, "
             f"but agent {agent_spec!r} expects {tuple(agent.obs_format.shape)} with {agent.n_actions}. {fix}"
         )
+    ds.check_agent_outputs(agent, f"agent {agent_spec!r}")
 
 
 def _has_annotator(env_name: str) -> bool:

@@ -680,6 +680,7 @@ def _load_data_and_agent(cfg: TrainConfig, agent: Any, device: torch.device) -> 
         )
     if agent.n_actions != ds.n_actions:
         raise DatasetError(f"Agent has {agent.n_actions} actions, dataset {ds.n_actions}")
+    ds.check_agent_outputs(agent)
     return ds, agent
 
 
