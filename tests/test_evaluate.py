@@ -268,7 +268,7 @@ def test_report_breaks_the_explainer_down_by_action_and_warns_of_empty_maps(tmp_
     # Beacon's empty screen yields NOOP: the report says so for every NOOP state, and for no other action
     picks = json.loads((tmp_path / "eval" / "results.json").read_text())["reference_picks"]
     assert picks.keys() == rows.keys() and picks["0"] == 100 and all(v == 0 for k, v in picks.items() if k != "0")
-    assert "The agent picks NOOP (100% of its states) on the reference alone" in report
+    assert "- NOOP: 100%, RIGHT: 0%" in report and "Deleting pixels moves a state toward the reference" in report
 
     common = max(rows, key=lambda k: rows[k]["n"])
     exp = Explainer.load("default:Beacon")

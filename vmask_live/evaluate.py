@@ -874,30 +874,48 @@ def _empty_actions(result: dict[str, Any], action_names: list[str], least: int =
 def _by_action_markdown(
     results: dict[str, dict[str, Any]], action_names: list[str], reference_picks: dict[str, float]
 ) -> list[str]:
-    """A table per checkpoint method (VisionMask, Stalder's Explainer): its metrics by the chosen
-    action, with how often the reference alone yields the action, the map area and the share of
-    empty maps; a warning line for actions whose maps are empty. (Every method's breakdown is in
-    ``results.json``.)"""
-    lines: list[str] = []
+    """The "By the chosen action" section: deletion / insertion of every method by the action the
+    agent chose; for each checkpoint method (VisionMask, Stalder's Explainer) all its metrics by
+    action with the map area and the share of empty maps (a warning line for actions whose maps
+    are empty); and which actions the reference alone yields."""
+    measured = {name: res["by_action"] for name, res in results.items() if res.get("by_action")}
+    if not measured:
+        return []
+    actions = sorted(reference_picks, key=int)
+    counts = {k: int(next(iter(measured.values()))[k]["n"]) for k in actions}
+    lines = [
+        "",
+        "## By the chosen action",
+        "",
+        "Deletion ↓ / insertion ↑ on the test states where the agent chose each action:",
+        "",
+    ]
+    header = ["method", *(f"{action_names[int(k)]} ({counts[k]} states)" for k in actions)]
+    rows = [
+        [name, *(f"{r[k]['deletion']:.3g} / {r[k]['insertion']:.3g}" if k in r else None for k in actions)]
+        for name, r in measured.items()
+    ]
+    lines += markdown_table(header, rows)
+    lines += ["", "The agent picks the action on the reference alone (all state information removed) in:", ""]
+    lines += ["- " + ", ".join(f"{action_names[int(k)]}: {reference_picks[k]:.0f}%" for k in actions)]
+    if any(v >= 50 for v in reference_picks.values()):
+        lines += [
+            "",
+            "Deleting pixels moves a state toward the reference; where the reference yields the chosen action, "
+            "the action's probability falls only if a partial deletion leads the agent elsewhere, so those "
+            "states' deletion is the hard part of the overall score.",
+        ]
     for name, res in results.items():
-        rows = res.get("by_action")
-        if not rows or name not in METHODS or METHODS[name].checkpoint is None:
+        rows_ = res.get("by_action")
+        if not rows_ or name not in METHODS or METHODS[name].checkpoint is None:
             continue
-        cols = metric_columns(rows.values(), require="all")
+        cols = metric_columns(rows_.values(), require="all")
         lines += ["", f"### {METHODS[name].display_name} by the chosen action", ""]
         table = [
-            [
-                action_names[int(k)],
-                int(r["n"]),
-                reference_picks.get(k),
-                *(r[c] for c in cols),
-                r["map_area"],
-                r["empty_maps"],
-            ]
-            for k, r in sorted(rows.items(), key=lambda kv: int(kv[0]))
+            [action_names[int(k)], int(r["n"]), *(r[c] for c in cols), r["map_area"], r["empty_maps"]]
+            for k, r in sorted(rows_.items(), key=lambda kv: int(kv[0]))
         ]
-        header = ["action", "states", "reference alone yields it %", *cols.values(), "map area %", "empty maps %"]
-        lines += markdown_table(header, table)
+        lines += markdown_table(["action", "states", *cols.values(), "map area %", "empty maps %"], table)
         empty = _empty_actions(res, action_names)
         if empty:
             lines += [
@@ -907,16 +925,6 @@ def _by_action_markdown(
                 "yields the action (the loss is then met by an empty map); retraining with `--lambda-del 1` "
                 "gives such maps pixels (docs/ablation-beacon.md).",
             ]
-    yielded = [
-        f"{action_names[int(k)]} ({v:.0f}% of its states)" for k, v in sorted(reference_picks.items()) if v >= 50
-    ]
-    if lines and yielded:
-        lines += [
-            "",
-            f"The agent picks {', '.join(yielded)} on the reference alone. Deleting pixels moves a state toward "
-            "the reference, so in those states the action's probability stays high however good the map: "
-            "their deletion is high for every method, and the overall deletion mixes them with the rest.",
-        ]
     return lines
 
 
