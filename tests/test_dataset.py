@@ -247,3 +247,20 @@ def test_same_weights_with_another_input_scale_is_refused_by_train_and_evaluate(
     cfg.out = str(tmp_path / "eval")
     with pytest.raises(DatasetError, match=message):
         evaluate(cfg, agent=scaled, progress=False)
+
+
+def test_collect_warns_when_sampling_plays_a_near_random_walk(beacon_agent, tmp_path):
+    """Sampling from a nearly flat softmax (an untrained net here; Q-values in practice) visits a
+    random walk's states, not the agent's: collect says so and names --deterministic. A trained
+    policy, or --deterministic, collects without the warning."""
+    import warnings
+
+    from vmask_live.testing import tiny_agent
+
+    with pytest.warns(UserWarning, match=r"differed from the agent's arg-max .* in \d+% of 200 steps.*--deterministic"):
+        collect(CollectConfig(env="Beacon", out=str(tmp_path / "flat"), steps=200), agent=tiny_agent(), progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cfg = CollectConfig(env="Beacon", out=str(tmp_path / "greedy"), steps=200, deterministic=True)
+        collect(cfg, agent=tiny_agent(), progress=False)
+        collect(CollectConfig(env="Beacon", out=str(tmp_path / "bc"), steps=200), agent=beacon_agent[0], progress=False)

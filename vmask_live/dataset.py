@@ -537,11 +537,14 @@ def _step_envs(cfg: CollectConfig, envs: Any, agent: Any, writer: _ShardWriter, 
     # Seeded by the first shard to write, so a resumed collect does not replay the episodes it has.
     obs, info = envs.reset(seed=cfg.seed + 1000 * writer.index)
     rng = np.random.default_rng(cfg.seed + writer.index)
+    off_label = taken = 0  # sampled actions that are not the label (the arg-max)
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task(f"collect {env_name}", total=cfg.steps, completed=writer.stored)
         while writer.stored + writer.pending < cfg.steps:
             actions, _, logits = agent.act(obs, deterministic=cfg.deterministic, rng=rng)
             take = min(cfg.n_envs, cfg.steps - writer.stored - writer.pending)
+            off_label += int((actions[:take] != logits[:take].argmax(1)).sum())
+            taken += take
             writer.add(obs, logits, info, take, writer.annotate(envs, take))
             obs, _, term, trunc, info = envs.step(actions)
             writer.end_episodes(term | trunc)
@@ -549,6 +552,21 @@ def _step_envs(cfg: CollectConfig, envs: Any, agent: Any, writer: _ShardWriter, 
             if writer.pending >= cfg.shard_size:
                 writer.flush()
         writer.flush()
+    _warn_if_near_random(off_label, taken, agent.n_actions)
+
+
+def _warn_if_near_random(off_label: int, taken: int, n_actions: int) -> None:
+    """Sampling from the softmax of an agent's outputs plays its arg-max action in most steps for
+    a policy; for Q-values (DQN) that softmax is close to uniform, and the states are a random
+    walk's rather than the agent's. Warn when most sampled actions were not the arg-max."""
+    if taken >= 100 and off_label > taken / 2:
+        warnings.warn(
+            f"The sampled actions differed from the agent's arg-max (the label) in {100 * off_label / taken:.0f}% "
+            f"of {taken} steps (uniform play over {n_actions} actions: {100 * (1 - 1 / n_actions):.0f}%): the "
+            "softmax of its outputs is nearly flat, as for Q-values (DQN), so these states are closer to a "
+            "random walk than to the agent's play. Collect with --deterministic to play the agent's actions",
+            stacklevel=3,
+        )
 
 
 class _ShardWriter:
