@@ -156,7 +156,7 @@ def test_pairing_mismatch_refused_unless_allowed(tmp_path, tiny_paths):
     assert "| visionmask |" in (tmp_path / "eval" / "report.md").read_text()
 
 
-def test_cache_reused_only_for_exactly_the_same_run(tmp_path, beacon_states, tiny_paths, caplog):
+def test_cache_reused_only_for_exactly_the_same_run(tmp_path, beacon_states, tiny_paths, caplog, monkeypatch):
     cfg = _cfg(tmp_path, data=str(beacon_states.path), agent="default:Beacon", explainer="default:Beacon", n=4)
     evaluate(cfg, progress=False)
     report = (tmp_path / "eval" / "report.md").read_text()
@@ -172,6 +172,8 @@ def test_cache_reused_only_for_exactly_the_same_run(tmp_path, beacon_states, tin
     plant()
     evaluate(cfg, progress=False)
     assert _results(tmp_path)["visionmask"]["accuracy"] == 12345.0
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert "Reused from `methods/`, computed by an earlier run" in report and "visionmask (20" in report
 
     plant()
     cfg.n = 6
@@ -211,6 +213,14 @@ def test_cache_reused_only_for_exactly_the_same_run(tmp_path, beacon_states, tin
     evaluate(cfg, progress=False)
     assert _results(tmp_path)["visionmask"]["accuracy"] != 12345.0
     assert _results(tmp_path)["gradient"]["accuracy"] == 54321.0
+    # a change of a method's code (its registry version) makes its cached maps stale
+    from dataclasses import replace
+
+    from vmask_live.methods import METHODS
+
+    monkeypatch.setitem(METHODS, "gradient", replace(METHODS["gradient"], version=METHODS["gradient"].version + 1))
+    evaluate(cfg, progress=False)
+    assert _results(tmp_path)["gradient"]["accuracy"] != 54321.0
 
     cached.write_text(json.dumps({**_results(tmp_path)["visionmask"], "accuracy": 12345.0}))  # an older cache file
     evaluate(cfg, progress=False)

@@ -432,7 +432,7 @@ def _cache_key(
     inference backend. The other methods never see the explainer, so a new explainer leaves their
     results valid (its reference, which they do use, is in ``common``)."""
     spec = METHODS[name]
-    key = {"method": name, **common, "settings": {k: getattr(cfg, k) for k in spec.settings}}
+    key = {"method": name, "code": spec.version, **common, "settings": {k: getattr(cfg, k) for k in spec.settings}}
     if spec.checkpoint is not None:
         key[str(spec.checkpoint)] = checkpoints[str(spec.checkpoint)]
         key["backend"] = backend
@@ -496,7 +496,7 @@ def evaluate(
     vmask = compile_(job.vmask)
     explainers = {"explainer": vmask, "stalder": compile_(job.stalder) if job.stalder is not None else None}
     key = _run_key(cfg, job, states, vmask.reference)
-    results, grid_maps = _run_methods(cfg, job, states, explainers, key, out, progress)
+    results, grid_maps, reused = _run_methods(cfg, job, states, explainers, key, out, progress)
     for name, res in results.items():
         empty = _empty_actions(res, vmask.action_names)
         if empty:
@@ -509,6 +509,12 @@ def evaluate(
     counterfactual = _counterfactual(job.agent, vmask, x4, grid_maps)
 
     header = _header(cfg, states.source, key["n"], key["lle_n"], vmask.reference)
+    if reused:
+        when = [f"{name} ({results[name].get('measured_at', 'an older run')})" for name in reused]
+        header += (
+            f" Reused from `methods/`, computed by an earlier run with the same inputs (their ms/frame were timed "
+            f"then, maybe on a busier or another machine): {', '.join(when)}."
+        )
     resolved = {
         "agent": job.agent_label,
         "explainer": job.explainer_spec,
@@ -641,9 +647,10 @@ def _run_methods(
     common: dict[str, Any],
     out: Path,
     progress: bool,
-) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]:
-    """Each method's result (cached in ``out/methods``, or computed and cached) and its maps of the
-    first four states (for the grid figure)."""
+) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray], list[str]]:
+    """Each method's result (cached in ``out/methods``, or computed and cached), its maps of the
+    first four states (for the grid figure), and the names of the methods whose cached result was
+    reused."""
     from rich.progress import Progress
 
     checkpoints = {
@@ -656,6 +663,7 @@ def _run_methods(
     (out / "methods").mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
     grid_maps: dict[str, np.ndarray] = {}
+    reused: list[str] = []
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("methods", total=len(job.names))
         for name in job.names:
@@ -668,12 +676,13 @@ def _run_methods(
             cached = _load_cached(path, key)
             if cached is not None:
                 results[name] = cached
+                reused.append(name)
             else:
                 results[name] = _measure(cfg, name, method, counting, job.agent, states, reference, common, bar, task)
                 atomic_write_text(path, json.dumps({"key": key, "result": results[name]}))
             grid_maps[name] = normalise(_unit_maps(name, method.attribute(x[:4], a[:4]).float())).numpy()
             bar.advance(task)
-    return results, grid_maps
+    return results, grid_maps, reused
 
 
 def _unit_maps(name: str, maps: torch.Tensor) -> torch.Tensor:
@@ -729,6 +738,7 @@ def _measure(
         )
         res.update(lle=lle_res["lle"], lle_eps=cfg.lle_eps, lle_neighbours=cfg.lle_neighbours)
     res.update(lle_n=n_lle, ms_per_frame=ms, agent_passes_per_frame=passes)
+    res["measured_at"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     if states.objects is not None:
         res.update(object_scores(_unit_maps(name, maps), states.objects.regions, states.objects.shuffled))
     return res

@@ -110,6 +110,9 @@ class MethodSpec:
     name and part of the cache key of its results."""
     value_range: tuple[float, float] | None = None
     """Bounds every map is promised to keep (``(0, 1)``, ``(0, inf)``); None for signed maps."""
+    version: int = 1
+    """Bumped when a change of the method's code changes its maps: part of the cache key of its
+    results, so ``evaluate`` never reuses maps of the older code."""
 
     def __post_init__(self) -> None:
         problems = []
