@@ -114,3 +114,26 @@ def test_rescaling_non_mask_maps_changes_accuracy_only():
     assert unit["sparseness"] == raw["sparseness"]  # the Gini index of |m|, not of a shifted map
     assert unit["insertion"] == raw["insertion"] and unit["deletion"] == raw["deletion"]  # rank-based
     assert unit["accuracy"] >= raw["accuracy"]  # the faint map hardly keeps anything of the state
+
+
+def test_maps_of_another_resolution_or_with_nan_are_refused():
+    """Relevant masks at the frame's 210x160 and maps at 84x84 used to give a pointing score (the
+    flat indices just ran into other pixels); NaN maps gave accuracy 0 and sparseness 0."""
+    from vmask_live.metrics import evaluate_maps
+
+    maps, frame_masks = torch.rand(2, 84, 84), torch.zeros(2, 210, 160, dtype=torch.bool)
+    with pytest.raises(ValueError, match=r"shape \(2, 210, 160\) .* got \(2, 84, 84\)"):
+        pointing_game(maps, frame_masks)
+    with pytest.raises(ValueError, match=r"shape \(2, 210, 160\)"):
+        relevance_mass(maps, frame_masks)
+    agent = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(84 * 84, 3))
+    x, a = torch.rand(2, 1, 84, 84), torch.tensor([0, 1])
+    nan_maps = maps.clone()
+    nan_maps[1, 3, 4] = float("nan")
+    with pytest.raises(ValueError, match="got 1 NaN or infinite values in 2 maps"):
+        evaluate_maps(agent, x, a, nan_maps, lambda s: torch.zeros_like(s), with_lle=False)
+    with pytest.raises(
+        ValueError, match=r"one action per state \(B,\), got states \(2, 1, 84, 84\) and actions \(1,\)"
+    ):
+        evaluate_maps(agent, x, a[:1], maps, lambda s: torch.zeros_like(s), with_lle=False)
+    evaluate_maps(agent, x, a, maps, lambda s: torch.zeros_like(s), with_lle=False)  # the same maps, finite: fine

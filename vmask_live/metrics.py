@@ -27,6 +27,7 @@ __all__ = [
     "relevance_mass",
     "pointing_game",
     "EMPTY_MAP_MAX",
+    "check_maps",
     "by_action",
     "evaluate_maps",
 ]
@@ -152,8 +153,29 @@ def sparseness(maps: torch.Tensor) -> torch.Tensor:
     return (100 * torch.where(total > 0, g, torch.zeros_like(g))).float()
 
 
+def check_maps(maps: torch.Tensor, shape: tuple[int, ...], what: str) -> None:
+    """Saliency maps must be ``(B, H, W)`` of the states' (or masks') ``shape`` and finite.
+
+    Raises:
+        ValueError: another shape (e.g. masks at the frame's resolution, maps at the model's), or
+            NaN / infinite values, which every metric would turn into plausible numbers.
+    """
+    if tuple(maps.shape) != tuple(shape):
+        raise ValueError(
+            f"Expected saliency maps of shape {tuple(shape)} (one H x W map per state) for {what}, got "
+            f"{tuple(maps.shape)}; maps and {what} must be at the same resolution (resize one of them)"
+        )
+    bad = int((~torch.isfinite(maps)).sum())
+    if bad:
+        raise ValueError(
+            f"Expected finite saliency maps, got {bad} NaN or infinite values in {maps.shape[0]} maps: the "
+            "saliency function (or a checkpoint behind it) produced them; no metric of them would mean anything"
+        )
+
+
 def relevance_mass(maps: torch.Tensor, relevant: torch.Tensor) -> torch.Tensor:
     """Share of saliency mass inside the relevant region, ``Σ_{p∈R} m_p / Σ_p m_p`` (in %)."""
+    check_maps(maps, tuple(relevant.shape), "the relevant masks")
     m = normalise(maps).flatten(1)
     r = relevant.flatten(1).to(m.dtype)
     return 100 * (m * r).sum(1) / m.sum(1).clamp_min(1e-12)
@@ -161,6 +183,7 @@ def relevance_mass(maps: torch.Tensor, relevant: torch.Tensor) -> torch.Tensor:
 
 def pointing_game(maps: torch.Tensor, relevant: torch.Tensor) -> torch.Tensor:
     """Is the arg-max pixel inside the relevant region? (bool per sample)."""
+    check_maps(maps, tuple(relevant.shape), "the relevant masks")
     idx = maps.flatten(1).argmax(1)
     return relevant.flatten(1).gather(1, idx[:, None]).squeeze(1).bool()
 
@@ -208,12 +231,18 @@ def evaluate_maps(
     """
     if isinstance(fn, torch.Tensor) and with_lle:
         raise ValueError("LLE re-explains perturbed states: pass a saliency function, not maps")
+    if x.ndim != 4 or tuple(actions.shape) != (x.shape[0],):
+        raise ValueError(
+            f"Expected states (B, C, H, W) and one action per state (B,), got states {tuple(x.shape)} and "
+            f"actions {tuple(actions.shape)}"
+        )
     rows: dict[str, list[torch.Tensor]] = {}
     for i in range(0, x.shape[0], batch_size):
         sl = slice(i, i + batch_size)
         xb, ab = x[sl], actions[sl]
         rb = reference(xb)
         maps = fn[sl].float() if isinstance(fn, torch.Tensor) else fn(xb, ab).float()
+        check_maps(maps, (xb.shape[0], *xb.shape[-2:]), "the states")
         unit = rescale(maps) if rescale_maps else maps
         res: dict[str, torch.Tensor] = {
             "accuracy": 100 * accuracy(agent, xb, ab, unit, rb).float(),
