@@ -55,6 +55,10 @@ def test_non_pixel_spaces_get_clear_errors():
         ObsFormat.from_space(gym.spaces.Discrete(3))
     with pytest.raises(ObservationError, match="finite low < high"):
         ObsFormat.from_space(gym.spaces.Box(0, np.inf, (84, 84), np.float32))
+    # pixels normalised to [-1, 1]: every rebuilt observation (counterfactual views, LLE neighbours)
+    # would be clamped to [0, 1] and lose its negative half
+    with pytest.raises(ObservationError, match=r"Expected non-negative pixel values .* low -1; map them to \[0, 1\]"):
+        ObsFormat.from_space(gym.spaces.Box(-1.0, 1.0, (84, 84), np.float32))
 
 
 def test_wrong_observation_shape_is_reported():

@@ -142,6 +142,13 @@ class ObsFormat:
                 f"Expected bounded pixel values (uint8, or floats with a finite low < high), got {space}; "
                 "give the Box its real pixel range, e.g. Box(0.0, 1.0, shape, np.float32)"
             )
+        if low < 0:
+            raise ObservationError(
+                f"Expected non-negative pixel values (model space is [0, 1]: removed pixels, the black "
+                f"reference and the views that rebuild observations assume it), got {space} with low {low:g}; "
+                "map them to [0, 1] first, e.g. gymnasium.wrappers.TransformObservation(env, lambda o: (o - low) / "
+                "(high - low), Box(0.0, 1.0, shape, np.float32)), or give the agent raw uint8 pixels"
+            )
         return cls(shape=shape, layout=layout, scale=high, dtype=dtype.name, low=low, high=high)
 
     def to_dict(self) -> dict[str, Any]:
