@@ -565,7 +565,7 @@ def _warn_if_near_random(off_label: int, taken: int, n_actions: int) -> None:
             f"of {taken} steps (uniform play over {n_actions} actions: {100 * (1 - 1 / n_actions):.0f}%): the "
             "softmax of its outputs is nearly flat, as for Q-values (DQN), so these states are closer to a "
             "random walk than to the agent's play. Collect with --deterministic to play the agent's actions",
-            stacklevel=3,
+            stacklevel=5,  # the caller of collect()
         )
 
 
