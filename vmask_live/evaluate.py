@@ -767,8 +767,9 @@ def _object_summary(agent: Any, states: _TestStates, reference: Any) -> dict[str
 def _reference_picks(agent: Any, states: _TestStates, reference: Any) -> dict[str, float]:
     """Per chosen action, the % of its test states in which the agent picks it on the reference
     alone (all state information removed). There, deleting pixels moves the state toward a frame
-    that still yields the action, so no map can get a low deletion; and the loss is met by an
-    empty map unless the deletion term (``--lambda-del``) asks for more."""
+    that still yields the action, so deletion falls only where a partial deletion leads the agent
+    elsewhere; and VisionMask's loss is met by an empty map unless the deletion term
+    (``--lambda-del``) asks for more."""
     picks = []
     for i in range(0, len(states.a), 64):
         xb = states.x[i : i + 64]
