@@ -24,7 +24,6 @@ from vmask_live.errors import CheckpointError
 
 __all__ = [
     "CheckpointError",
-    "non_finite",
     "save_checkpoint",
     "read_checkpoint",
     "read_meta",
@@ -35,7 +34,7 @@ __all__ = [
 META_KEY = "vmask_live"
 
 
-def non_finite(tensors: dict[str, torch.Tensor]) -> list[str]:
+def _non_finite(tensors: dict[str, torch.Tensor]) -> list[str]:
     """The names of the floating-point tensors that hold a NaN or an infinity."""
     return [k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
 
@@ -52,7 +51,7 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
             at ``path`` stays as it was).
     """
     path = Path(path)
-    bad = non_finite(tensors)
+    bad = _non_finite(tensors)
     if bad:
         raise CheckpointError(
             f"Refusing to write {str(path)!r}: {_names(bad)} hold NaN or infinite values (a diverged "
@@ -128,7 +127,7 @@ def read_checkpoint(path: str | os.PathLike, expect_format: str) -> tuple[dict[s
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise _unreadable(path, err) from err
-    bad = non_finite(tensors)
+    bad = _non_finite(tensors)
     if bad:
         raise CheckpointError(
             f"Checkpoint {str(path)!r} holds NaN or infinite values in {_names(bad)}: its maps or actions "

@@ -916,18 +916,17 @@ def _by_action_markdown(
             "the action's probability falls only if a partial deletion leads the agent elsewhere, so those "
             "states' deletion is the hard part of the overall score.",
         ]
-    for name, res in results.items():
-        rows_ = res.get("by_action")
-        if not rows_ or name not in METHODS or METHODS[name].checkpoint is None:
+    for name, breakdown in measured.items():
+        if name not in METHODS or METHODS[name].checkpoint is None:
             continue
-        cols = metric_columns(rows_.values(), require="all")
+        cols = metric_columns(breakdown.values(), require="all")
         lines += ["", f"### {METHODS[name].display_name} by the chosen action", ""]
         table = [
             [action_names[int(k)], int(r["n"]), *(r[c] for c in cols), r["map_area"], r["empty_maps"]]
-            for k, r in sorted(rows_.items(), key=lambda kv: int(kv[0]))
+            for k, r in sorted(breakdown.items(), key=lambda kv: int(kv[0]))
         ]
         lines += markdown_table(["action", "states", *cols.values(), "map area %", "empty maps %"], table)
-        empty = _empty_actions(res, action_names)
+        empty = _empty_actions(results[name], action_names)
         if empty:
             lines += [
                 "",

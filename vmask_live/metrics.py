@@ -237,6 +237,7 @@ def evaluate_maps(
             f"actions {tuple(actions.shape)}"
         )
     rows: dict[str, list[torch.Tensor]] = {}
+    mask_rows: dict[str, list[torch.Tensor]] = {"map_area": [], "empty_maps": []}  # per_action only
     for i in range(0, x.shape[0], batch_size):
         sl = slice(i, i + batch_size)
         xb, ab = x[sl], actions[sl]
@@ -260,16 +261,15 @@ def evaluate_maps(
             res["pointing_game"] = 100 * pointing_game(maps, rel).float()
             res["relevant_area"] = 100 * rel.flatten(1).float().mean(1)
         if per_action:
-            res["map_area"] = 100 * unit.flatten(1).mean(1)
-            res["empty_maps"] = 100 * (unit.flatten(1).amax(1) < EMPTY_MAP_MAX).float()
+            mask_rows["map_area"].append(100 * unit.flatten(1).mean(1))
+            mask_rows["empty_maps"].append(100 * (unit.flatten(1).amax(1) < EMPTY_MAP_MAX).float())
         for k, value in res.items():
             rows.setdefault(k, []).append(value)
     n = x.shape[0]
     out: dict[str, Any] = {}
     if per_action:
-        samples = {k: torch.cat(parts) for k, parts in rows.items() if not k.endswith("_curve")}
+        samples = {k: torch.cat(parts) for k, parts in {**rows, **mask_rows}.items() if not k.endswith("_curve")}
         out["by_action"] = by_action(samples, actions)
-        del rows["map_area"], rows["empty_maps"]
     for k, parts in rows.items():
         if k.endswith("_curve"):
             out[k] = (torch.cat(parts).sum(0) / n).tolist()

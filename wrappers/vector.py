@@ -274,8 +274,8 @@ class ExplainedVecEnv:
                         raise ConfigError(f"info of sub-env {i} already has a {key!r} entry; pass objects=False")
                 infos[i].update(found.keys(maps[i]))
 
-        def refuse_taken(info: dict[str, Any], i: int) -> None:  # another explainer's maps: never overwritten
-            for key in ("saliency", "saliency_action", "action_probs"):
+        def refuse_taken(info: dict[str, Any], keys: Any, i: int) -> None:  # another explainer's: never overwritten
+            for key in keys:
                 if key in info:
                     raise ConfigError(
                         f"info of sub-env {i} already has a {key!r} entry (its env is explained already); unwrap "
@@ -290,19 +290,18 @@ class ExplainedVecEnv:
 
             def reset(self) -> VecEnvObs:
                 obs = self.venv.reset()
-                for i, info in enumerate(getattr(self.venv, "reset_infos", None) or []):
-                    refuse_taken(info, i)
                 extra, prepared = explain.call_with(obs, prepare)
+                for i, info in enumerate(getattr(self.venv, "reset_infos", None) or []):
+                    refuse_taken(info, extra, i)
                 self.reset_infos = [{k: v[i] for k, v in extra.items()} for i in range(self.num_envs)]
                 add_objects(extra["saliency"], prepared, self.reset_infos)
                 return obs
 
             def step_wait(self) -> VecEnvStepReturn:
                 obs, rewards, dones, infos = self.venv.step_wait()
-                for i, info in enumerate(infos):
-                    refuse_taken(info, i)
                 extra, prepared = explain.call_with(obs, prepare)
                 for i, info in enumerate(infos):
+                    refuse_taken(info, extra, i)
                     info.update({k: v[i] for k, v in extra.items()})
                 add_objects(extra["saliency"], prepared, list(infos))
                 ended = [i for i, done in enumerate(dones) if done and "terminal_observation" in infos[i]]
